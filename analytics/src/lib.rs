@@ -1,0 +1,1 @@
+//! Analytics: usage reports and per-content offload summaries.

@@ -1,0 +1,1 @@
+//! Distributor: per-customer and per-content P2P configuration.

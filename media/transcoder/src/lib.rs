@@ -1,0 +1,1 @@
+//! Transcoder: supervises ffmpeg encoding an ABR ladder pushed to the origin.

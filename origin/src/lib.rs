@@ -1,0 +1,1 @@
+//! Live HLS origin: HTTP ingest, sliding live window, playlists and segments.

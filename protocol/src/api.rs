@@ -1,0 +1,204 @@
+//! JSON bodies of the agent's HTTP calls to the distributor, tracker and analytics
+//! (ARCHITECTURE.md §3, steps 2, 3 and 5).
+//!
+//! Field names are `snake_case` on the wire. Every request type has a size bound
+//! ([`MAX_REQUEST_BYTES`]) that servers enforce before parsing.
+
+use serde::{Deserialize, Serialize};
+
+use crate::PeerId;
+
+/// Largest request body any server accepts for these types, in bytes. Servers answer 413 above it.
+pub const MAX_REQUEST_BYTES: usize = 16 * 1024;
+
+/// Longest customer or content id, in bytes.
+pub const MAX_NAME_LEN: usize = 128;
+
+/// Query of `GET /v1/config` (distributor).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigQuery {
+    /// Customer id.
+    pub customer: String,
+    /// Content id (one live stream).
+    pub content: String,
+    /// Agent library version, e.g. `0.1.0`.
+    #[serde(default)]
+    pub version: String,
+}
+
+/// Answer of `GET /v1/config` (distributor): whether and how this viewer uses P2P.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConfigResponse {
+    /// False when P2P is off for this content or this viewer is outside the rollout: play CDN-only.
+    pub p2p_enabled: bool,
+    /// Rollout bucket of this session, 0–99; P2P is on when it is below the content's rollout %.
+    pub rollout_bucket: u8,
+    /// Peering rules set by the content owner.
+    pub rules: PeeringRules,
+    /// Base URL of the tracker, e.g. `http://127.0.0.1:7001`.
+    pub tracker_url: String,
+    /// URL of the signalling websocket endpoint, e.g. `ws://127.0.0.1:7002/v1/ws`.
+    pub signalling_url: String,
+    /// Base URL of analytics.
+    pub analytics_url: String,
+    /// Session token for the tracker's `init`, opaque to the agent (see [`crate::token`]).
+    pub token: String,
+}
+
+/// Peering rules a content owner sets per content (distributor config).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PeeringRules {
+    /// Most peers one agent connects to at once.
+    pub max_peers: u32,
+    /// Whether agents upload to other peers at all (false: download-only).
+    pub upload_allowed: bool,
+    /// Whether agents on a cellular connection upload.
+    pub upload_on_cellular: bool,
+}
+
+impl Default for PeeringRules {
+    fn default() -> Self {
+        Self { max_peers: 8, upload_allowed: true, upload_on_cellular: false }
+    }
+}
+
+/// Body of `POST /v1/init` (tracker): starts a P2P session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InitRequest {
+    /// Customer id.
+    pub customer: String,
+    /// Content id.
+    pub content: String,
+    /// The distributor's session token from [`ConfigResponse::token`].
+    pub token: String,
+    /// [`crate::PROTOCOL_VERSION`] the agent speaks.
+    pub protocol_version: u32,
+}
+
+/// Answer of `POST /v1/init` (tracker).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InitResponse {
+    /// The peerId issued to this agent for the whole session.
+    pub peer_id: PeerId,
+    /// Token binding `peer_id` to this customer and content; sent to signalling and the tracker.
+    pub token: String,
+    /// [`crate::PROTOCOL_VERSION`] the tracker speaks.
+    pub protocol_version: u32,
+    /// How often the agent asks for new peers while it has fewer than it wants, in ms.
+    pub peers_interval_ms: u64,
+}
+
+/// Body of `POST /v1/track` (tracker): the rendition the agent now plays, which puts it in that swarm.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrackRequest {
+    /// The agent's peerId.
+    pub peer_id: PeerId,
+    /// Token from [`InitResponse::token`].
+    pub token: String,
+    /// Rendition (variant index in the multivariant playlist) now played.
+    pub rendition: u32,
+}
+
+/// Body of `POST /v1/peers` (tracker): asks for candidates in the agent's current swarm.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeersRequest {
+    /// The agent's peerId.
+    pub peer_id: PeerId,
+    /// Token from [`InitResponse::token`].
+    pub token: String,
+    /// Rendition now played; also updates the swarm like [`TrackRequest`].
+    pub rendition: u32,
+    /// Most candidates wanted (the tracker caps it at the content's `max_peers`).
+    pub max: u32,
+}
+
+/// Answer of `POST /v1/peers` (tracker).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeersResponse {
+    /// Candidates, best first; never the asking peer itself.
+    pub peers: Vec<PeerId>,
+}
+
+/// Body of `POST /v1/usage` (analytics): the agent's counters since the session started.
+///
+/// Counters are cumulative, so a lost report loses nothing and a repeated one changes nothing:
+/// analytics keeps, per session, the report with the highest `seq` (idempotent on `(peer_id, seq)`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageReport {
+    /// Customer id.
+    pub customer: String,
+    /// Content id.
+    pub content: String,
+    /// Session id: the peerId, or a random id when P2P is off.
+    pub session: String,
+    /// Report number within the session, from 0, increasing.
+    pub seq: u64,
+    /// Segment bytes received over HTTP from the CDN.
+    pub http_bytes: u64,
+    /// Segment bytes received from peers.
+    pub p2p_down_bytes: u64,
+    /// Segment bytes sent to peers.
+    pub p2p_up_bytes: u64,
+    /// Peers connected at report time.
+    pub peers: u32,
+    /// Rendition played at report time.
+    pub rendition: u32,
+    /// Stalls (playback waiting for data) since the session started.
+    #[serde(default)]
+    pub stalls: u32,
+}
+
+/// Answer of `GET /v1/summary?content=` (analytics): totals over all sessions of a content.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Content id.
+    pub content: String,
+    /// Sessions that reported within the activity window (viewers now).
+    pub viewers: u32,
+    /// Sessions ever seen for this content.
+    pub sessions: u32,
+    /// Sum of [`UsageReport::http_bytes`] over sessions, in bytes.
+    pub http_bytes: u64,
+    /// Sum of [`UsageReport::p2p_down_bytes`], in bytes.
+    pub p2p_down_bytes: u64,
+    /// Sum of [`UsageReport::p2p_up_bytes`], in bytes.
+    pub p2p_up_bytes: u64,
+    /// Offload ratio: p2p_down / (p2p_down + http), 0 when nothing was downloaded.
+    pub offload_ratio: f64,
+    /// Sum of stalls over sessions.
+    pub stalls: u64,
+}
+
+/// A JSON error body every server returns with a 4xx/5xx status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// Machine-readable reason, e.g. `bad_token`, `unknown_peer`, `too_large`.
+    pub error: String,
+    /// Human-readable detail.
+    pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_report_round_trips_in_snake_case() {
+        let r = UsageReport {
+            customer: "c".into(),
+            content: "live".into(),
+            session: "p1".into(),
+            seq: 3,
+            http_bytes: 10,
+            p2p_down_bytes: 20,
+            p2p_up_bytes: 5,
+            peers: 2,
+            rendition: 1,
+            stalls: 0,
+        };
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(json.contains("\"p2p_down_bytes\":20"));
+        assert_eq!(serde_json::from_str::<UsageReport>(&json).unwrap(), r);
+    }
+}

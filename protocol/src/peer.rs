@@ -1,0 +1,1 @@
+//! Binary messages between peers over a WebRTC data channel. (Being written.)

@@ -1,0 +1,1 @@
+//! Shared server shell: config, tracing, /healthz, /metrics, graceful shutdown.

@@ -1,0 +1,1 @@
+//! Signalling: relays SDP offers/answers and ICE candidates between peers.

@@ -1,0 +1,1 @@
+//! Tracker: session init, peer lists matched per swarm.
