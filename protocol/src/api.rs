@@ -170,6 +170,25 @@ pub struct Summary {
     pub stalls: u64,
 }
 
+/// Body of the distributor's admin `PUT /v1/admin/contents/{customer}/{content}`, and what the
+/// distributor stores per content: whether P2P is on, for which share of viewers, and how.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ContentSettings {
+    /// Whether P2P is on for this content at all (default true).
+    pub p2p_enabled: bool,
+    /// Share of sessions that get P2P, in percent, 0–100 (default 100).
+    pub rollout_percent: u8,
+    /// Peering rules handed to the agents.
+    pub rules: PeeringRules,
+}
+
+impl Default for ContentSettings {
+    fn default() -> Self {
+        Self { p2p_enabled: true, rollout_percent: 100, rules: PeeringRules::default() }
+    }
+}
+
 /// A JSON error body every server returns with a 4xx/5xx status.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {

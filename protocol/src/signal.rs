@@ -11,6 +11,17 @@ use crate::PeerId;
 /// Largest text frame either side accepts, in bytes (an SDP offer is 1–4 KiB).
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
+/// Websocket close code (RFC 6455 §7.4.2, private range) sent when a newer connection with the
+/// same peerId replaced this one.
+pub const CLOSE_REPLACED: u16 = 4000;
+
+/// Websocket close code sent when the server dropped a connection that did not read its messages
+/// fast enough (its outgoing queue was full).
+pub const CLOSE_SLOW_CONSUMER: u16 = 4001;
+
+/// Websocket close code sent when a connection sent nothing for the server's idle timeout.
+pub const CLOSE_IDLE: u16 = 4002;
+
 /// What a peer sends to another through signalling: WebRTC session setup (RFC 8829 JSEP).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]

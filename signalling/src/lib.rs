@@ -1,1 +1,120 @@
-//! Signalling: relays SDP offers/answers and ICE candidates between peers.
+//! Signalling: relays SDP offers/answers and ICE candidates between peers
+//! (ARCHITECTURE.md §3 step 4).
+//!
+//! An agent opens `GET /v1/ws?peer_id=…&token=…` with the token the tracker issued for that
+//! peerId (401 before the upgrade otherwise) and keeps it for the session. It sends
+//! [`protocol::signal::ClientMessage`] text frames; a `relay` reaches the addressed peer as a
+//! [`protocol::signal::ServerMessage::Relay`] when that peer is connected to the same customer and
+//! content, else the sender gets `undeliverable` (`unknown_peer`, or `slow_peer` when the
+//! recipient's queue was full and it was dropped). `ping` gets `pong`; malformed, binary and
+//! over-rate frames get `error` and the connection stays.
+//!
+//! Connections close with [`protocol::signal::CLOSE_REPLACED`] when the same peerId connects
+//! again, [`protocol::signal::CLOSE_SLOW_CONSUMER`] when they do not keep up, and
+//! [`protocol::signal::CLOSE_IDLE`] after [`Config::idle_timeout_s`] of silence. Routing
+//! decisions live in the pure `relay` module; `ws` is the socket shell.
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! let config = swarmcast_signalling::Config { secret: "s3cret".into(), ..Default::default() };
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! swarmcast_signalling::run(config, listener, service::shutdown_signal()).await
+//! # }
+//! ```
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+mod config;
+mod error;
+mod relay;
+mod ws;
+
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::Router;
+use axum::routing::get;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use service::Metrics;
+use tokio::net::TcpListener;
+
+pub use config::{Config, ConfigError};
+pub use error::ApiError;
+
+use relay::Registry;
+use ws::ConnHandle;
+
+/// Shared state of the signalling handlers; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    registry: Mutex<Registry<ConnHandle>>,
+    connections: Gauge,
+    relayed: Counter,
+    rejected: Family<[(&'static str, &'static str); 1], Counter>,
+    /// Turns true when the server shuts down, so open websockets close with "going away".
+    stopping: tokio::sync::watch::Sender<bool>,
+}
+
+impl AppState {
+    /// Builds the state from a validated `config` and registers the signalling metrics
+    /// (`signalling_connections`, `signalling_relayed`, `signalling_rejected{reason}`) in `metrics`.
+    ///
+    /// # Errors
+    /// [`ConfigError`] when `config` does not pass [`Config::validate`].
+    pub fn new(config: Config, metrics: &Metrics) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let inner = Inner {
+            config,
+            registry: Mutex::new(Registry::new()),
+            connections: Gauge::default(),
+            relayed: Counter::default(),
+            rejected: Family::default(),
+            stopping: tokio::sync::watch::Sender::new(false),
+        };
+        metrics.register("signalling_connections", "Open websocket connections", inner.connections.clone());
+        metrics.register("signalling_relayed", "Signals delivered to their recipient's queue", inner.relayed.clone());
+        metrics.register("signalling_rejected", "Refused upgrades and frames, by reason", inner.rejected.clone());
+        Ok(Self { inner: Arc::new(inner) })
+    }
+
+    fn registry(&self) -> MutexGuard<'_, Registry<ConnHandle>> {
+        // Registry operations are plain map updates that cannot leave it inconsistent, so a lock
+        // poisoned by a panic elsewhere is still safe to use.
+        self.inner.registry.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn reject(&self, reason: &'static str) {
+        self.inner.rejected.get_or_create(&[("reason", reason)]).inc();
+    }
+}
+
+/// The signalling route (`GET /v1/ws`).
+pub fn router(state: AppState) -> Router {
+    Router::new().route("/v1/ws", get(ws::upgrade)).with_state(state)
+}
+
+/// Serves signalling on `listener` until `shutdown` resolves (see [`service::serve`]).
+///
+/// # Errors
+/// `InvalidInput` when `config` is invalid; IO errors from the listener.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let metrics = Metrics::new();
+    let state =
+        AppState::new(config, &metrics).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let stopping = state.clone();
+    let shutdown = async move {
+        shutdown.await;
+        stopping.inner.stopping.send_replace(true);
+    };
+    service::serve(listener, router(state), metrics, shutdown).await
+}

@@ -1,1 +1,148 @@
-//! Tracker: session init, peer lists matched per swarm.
+//! Tracker: session init and peer lists matched per swarm (ARCHITECTURE.md §3 steps 3 and 5).
+//!
+//! - `POST /v1/init` ([`protocol::api::InitRequest`], with the distributor's token) issues a
+//!   fresh peerId and a token bound to it.
+//! - `POST /v1/track` ([`protocol::api::TrackRequest`]) puts the peer in the swarm of its current
+//!   rendition; 204.
+//! - `POST /v1/peers` ([`protocol::api::PeersRequest`]) does the same and answers other peers of
+//!   that swarm, most recently active first.
+//!
+//! A swarm is (customer, content) from the token plus the rendition from the body, so a peer can
+//! never join another content's swarm. Peers silent for [`Config::peer_timeout_s`] are dropped by
+//! a timer task. All swarm logic lives in the pure `swarm` module.
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! let config = swarmcast_tracker::Config { secret: "s3cret".into(), ..Default::default() };
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! swarmcast_tracker::run(config, listener, service::shutdown_signal()).await
+//! # }
+//! ```
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+mod config;
+mod error;
+mod routes;
+mod swarm;
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::post;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use protocol::api::MAX_REQUEST_BYTES;
+use service::Metrics;
+use tokio::net::TcpListener;
+
+pub use config::{Config, ConfigError};
+pub use error::ApiError;
+
+use swarm::SwarmRegistry;
+
+/// Shared state of the tracker's handlers; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    registry: Mutex<SwarmRegistry>,
+    peers: Gauge,
+    swarms: Gauge,
+    inits: Counter,
+    peers_requests: Counter,
+    track_requests: Counter,
+}
+
+impl AppState {
+    /// Builds the state from a validated `config` and registers the tracker's metrics
+    /// (`tracker_peers`, `tracker_swarms`, `tracker_inits`, `tracker_peers_requests`,
+    /// `tracker_track_requests`) in `metrics`.
+    ///
+    /// # Errors
+    /// [`ConfigError`] when `config` does not pass [`Config::validate`].
+    pub fn new(config: Config, metrics: &Metrics) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let registry = SwarmRegistry::new(Duration::from_secs(config.peer_timeout_s), config.max_peers_total);
+        let inner = Inner {
+            config,
+            registry: Mutex::new(registry),
+            peers: Gauge::default(),
+            swarms: Gauge::default(),
+            inits: Counter::default(),
+            peers_requests: Counter::default(),
+            track_requests: Counter::default(),
+        };
+        metrics.register("tracker_peers", "Peers tracked now", inner.peers.clone());
+        metrics.register("tracker_swarms", "Swarms with at least one peer now", inner.swarms.clone());
+        metrics.register("tracker_inits", "Sessions started (peerIds issued)", inner.inits.clone());
+        metrics.register("tracker_peers_requests", "Peer list requests answered", inner.peers_requests.clone());
+        metrics.register("tracker_track_requests", "Rendition changes recorded", inner.track_requests.clone());
+        Ok(Self { inner: Arc::new(inner) })
+    }
+
+    /// Drops peers silent for the configured timeout; returns how many were dropped.
+    pub fn expire(&self, now: Instant) -> usize {
+        self.with_registry(|registry| registry.expire(now))
+    }
+
+    /// Runs `f` on the registry under its lock, then refreshes the peer and swarm gauges.
+    fn with_registry<R>(&self, f: impl FnOnce(&mut SwarmRegistry) -> R) -> R {
+        // A poisoned lock means a panic inside the pure registry code, which does not leave it
+        // half-updated in a way that breaks later calls; keep serving.
+        let mut registry = self.inner.registry.lock().unwrap_or_else(|e| e.into_inner());
+        let out = f(&mut registry);
+        self.inner.peers.set(i64::try_from(registry.peer_count()).unwrap_or(i64::MAX));
+        self.inner.swarms.set(i64::try_from(registry.swarm_count()).unwrap_or(i64::MAX));
+        out
+    }
+}
+
+/// The tracker's routes (`/v1/init`, `/v1/track`, `/v1/peers`), with request bodies bounded by
+/// [`MAX_REQUEST_BYTES`].
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/init", post(routes::init::init))
+        .route("/v1/track", post(routes::track::track))
+        .route("/v1/peers", post(routes::peers::peers))
+        .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
+        .with_state(state)
+}
+
+/// Serves the tracker on `listener` until `shutdown` resolves (see [`service::serve`]), with a
+/// timer task that expires silent peers every quarter of the peer timeout.
+///
+/// # Errors
+/// `InvalidInput` when `config` is invalid; IO errors from the listener.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let metrics = Metrics::new();
+    let period = Duration::from_secs((config.peer_timeout_s / 4).max(1));
+    let state =
+        AppState::new(config, &metrics).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let expiry = tokio::spawn({
+        let state = state.clone();
+        async move {
+            let mut timer = tokio::time::interval(period);
+            timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                timer.tick().await;
+                let dropped = state.expire(Instant::now());
+                if dropped > 0 {
+                    tracing::debug!(dropped, "expired silent peers");
+                }
+            }
+        }
+    });
+    let result = service::serve(listener, router(state), metrics, shutdown).await;
+    expiry.abort();
+    result
+}

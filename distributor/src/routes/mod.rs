@@ -1,0 +1,4 @@
+//! One module per endpoint.
+
+pub(crate) mod admin;
+pub(crate) mod config;

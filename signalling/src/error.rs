@@ -1,0 +1,58 @@
+//! Refusals before the websocket upgrade, rendered as a JSON [`ErrorBody`].
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use protocol::api::ErrorBody;
+use protocol::token::TokenError;
+
+/// Why an upgrade was refused; each variant maps to one HTTP status and one machine-readable reason.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// Missing `peer_id`/`token`, a malformed or forged token, or a token for another peerId
+    /// (401 `bad_token`).
+    #[error("invalid token for this peerId")]
+    BadToken,
+    /// The token expired (401 `token_expired`); `init` at the tracker again.
+    #[error("token expired")]
+    TokenExpired,
+    /// The server holds its maximum number of connections (503 `full`); retry later.
+    #[error("too many connections")]
+    Full,
+}
+
+impl ApiError {
+    /// The machine-readable reason, also used as the metric label.
+    pub(crate) fn code(&self) -> &'static str {
+        match self {
+            Self::BadToken => "bad_token",
+            Self::TokenExpired => "token_expired",
+            Self::Full => "full",
+        }
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::BadToken | Self::TokenExpired => StatusCode::UNAUTHORIZED,
+            Self::Full => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+impl From<TokenError> for ApiError {
+    fn from(e: TokenError) -> Self {
+        match e {
+            TokenError::Expired => Self::TokenExpired,
+            _ => Self::BadToken,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        tracing::debug!(error = %self, "upgrade refused");
+        let body = ErrorBody { error: self.code().to_owned(), message: self.to_string() };
+        (self.status(), Json(body)).into_response()
+    }
+}

@@ -1,0 +1,204 @@
+//! Pure logic: what to do with a frame, who may reach whom, and how fast. No IO, no clock.
+//!
+//! The websocket shell (`ws` module) owns the sockets and queues; it asks this module what each
+//! text frame means ([`on_text`]), where a relay goes ([`Registry::route`]) and whether the sender
+//! is within its rate ([`TokenBucket`]).
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use protocol::PeerId;
+use protocol::signal::{ClientMessage, FrameError, ServerMessage};
+
+/// The (customer, content) a connection speaks for, from its token; relays never cross it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Scope {
+    pub(crate) customer: String,
+    pub(crate) content: String,
+}
+
+/// Identifies one connection of a peerId, so a replaced connection cannot unregister its successor.
+pub(crate) type ConnId = u64;
+
+/// Connected peers by peerId, each with its scope and a handle `S` to reach its connection.
+#[derive(Debug)]
+pub(crate) struct Registry<S> {
+    conns: HashMap<PeerId, Conn<S>>,
+    next_id: ConnId,
+}
+
+#[derive(Debug)]
+struct Conn<S> {
+    id: ConnId,
+    scope: Scope,
+    handle: S,
+}
+
+impl<S> Registry<S> {
+    /// An empty registry.
+    pub(crate) fn new() -> Self {
+        Self { conns: HashMap::new(), next_id: 0 }
+    }
+
+    /// Registers a connection of `peer`; returns its id and the handle of the connection it
+    /// replaces (the caller closes that one).
+    pub(crate) fn register(&mut self, peer: PeerId, scope: Scope, handle: S) -> (ConnId, Option<S>) {
+        let id = self.next_id;
+        self.next_id += 1;
+        let old = self.conns.insert(peer, Conn { id, scope, handle });
+        (id, old.map(|c| c.handle))
+    }
+
+    /// Removes `peer` if its registered connection is still `id`; returns whether it did.
+    pub(crate) fn unregister(&mut self, peer: &PeerId, id: ConnId) -> bool {
+        if self.conns.get(peer).is_some_and(|c| c.id == id) {
+            self.conns.remove(peer);
+            return true;
+        }
+        false
+    }
+
+    /// Removes `peer` whatever its connection (eviction); returns its handle.
+    pub(crate) fn remove(&mut self, peer: &PeerId) -> Option<S> {
+        self.conns.remove(peer).map(|c| c.handle)
+    }
+
+    /// The handle of `to` if it is connected within `from`'s scope. A peer of another content is
+    /// reported like an unknown one, so a sender learns nothing about other contents.
+    pub(crate) fn route(&self, from: &Scope, to: &PeerId) -> Option<&S> {
+        self.conns.get(to).filter(|c| c.scope == *from).map(|c| &c.handle)
+    }
+}
+
+/// What the shell does with one text frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Action {
+    /// Send this back to the sender.
+    Reply(ServerMessage),
+    /// Deliver `message` to `to` (see [`Registry::route`]); tell the sender if that fails.
+    Relay { to: PeerId, message: ServerMessage },
+}
+
+/// Interprets a text frame from `from`. Malformed or oversize frames get an
+/// [`ServerMessage::Error`] (`malformed` / `too_large`); the connection stays.
+pub(crate) fn on_text(from: &PeerId, text: &str) -> Action {
+    match ClientMessage::parse(text) {
+        Ok(ClientMessage::Relay { to, signal }) => {
+            Action::Relay { to, message: ServerMessage::Relay { from: from.clone(), signal } }
+        }
+        Ok(ClientMessage::Ping) => Action::Reply(ServerMessage::Pong),
+        Err(FrameError::TooLarge(_)) => Action::Reply(error("too_large")),
+        Err(_) => Action::Reply(error("malformed")),
+    }
+}
+
+/// An [`ServerMessage::Error`] with `reason`.
+pub(crate) fn error(reason: &str) -> ServerMessage {
+    ServerMessage::Error { reason: reason.to_owned() }
+}
+
+/// An [`ServerMessage::Undeliverable`] for `to` with `reason`.
+pub(crate) fn undeliverable(to: PeerId, reason: &str) -> ServerMessage {
+    ServerMessage::Undeliverable { to, reason: reason.to_owned() }
+}
+
+/// A token bucket: `burst` messages at once, refilled at `rate_per_s` messages per second.
+#[derive(Debug, Clone)]
+pub(crate) struct TokenBucket {
+    rate_per_s: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    /// A full bucket at `now`.
+    pub(crate) fn new(now: Instant, rate_per_s: u32, burst: u32) -> Self {
+        let burst = f64::from(burst.max(1));
+        Self { rate_per_s: f64::from(rate_per_s), burst, tokens: burst, last: now }
+    }
+
+    /// Takes one token at `now` if there is one; false means the sender is over its rate.
+    pub(crate) fn try_take(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = self.last.max(now);
+        self.tokens = (self.tokens + elapsed * self.rate_per_s).min(self.burst);
+        if self.tokens < 1.0 {
+            return false;
+        }
+        self.tokens -= 1.0;
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use protocol::signal::{MAX_MESSAGE_BYTES, Signal};
+
+    use super::*;
+
+    fn id(s: &str) -> PeerId {
+        s.parse().unwrap()
+    }
+
+    fn scope(content: &str) -> Scope {
+        Scope { customer: "acme".into(), content: content.into() }
+    }
+
+    #[test]
+    fn frames_become_relays_pongs_or_errors() {
+        let text = r#"{"type":"relay","to":"b","signal":{"kind":"offer","sdp":"v=0"}}"#;
+        let relay = ServerMessage::Relay { from: id("a"), signal: Signal::Offer { sdp: "v=0".into() } };
+        assert_eq!(on_text(&id("a"), text), Action::Relay { to: id("b"), message: relay });
+        assert_eq!(on_text(&id("a"), r#"{"type":"ping"}"#), Action::Reply(ServerMessage::Pong));
+        assert_eq!(on_text(&id("a"), "{nope"), Action::Reply(error("malformed")));
+        assert_eq!(
+            on_text(&id("a"), r#"{"type":"relay","to":"bad id!","signal":{"kind":"bye"}}"#),
+            Action::Reply(error("malformed"))
+        );
+        assert_eq!(on_text(&id("a"), &" ".repeat(MAX_MESSAGE_BYTES + 1)), Action::Reply(error("too_large")));
+    }
+
+    #[test]
+    fn routes_stay_within_a_scope() {
+        let mut reg = Registry::new();
+        reg.register(id("a"), scope("live"), 1);
+        reg.register(id("b"), scope("live"), 2);
+        reg.register(id("c"), scope("other"), 3);
+        assert_eq!(reg.route(&scope("live"), &id("b")), Some(&2));
+        assert_eq!(reg.route(&scope("live"), &id("c")), None);
+        assert_eq!(reg.route(&scope("live"), &id("zz")), None);
+        let customer = Scope { customer: "other".into(), content: "live".into() };
+        assert_eq!(reg.route(&customer, &id("a")), None);
+    }
+
+    #[test]
+    fn a_new_connection_replaces_the_old_and_the_old_cannot_unregister_it() {
+        let mut reg = Registry::new();
+        let (first, none) = reg.register(id("a"), scope("live"), "first");
+        assert_eq!(none, None);
+        let (second, old) = reg.register(id("a"), scope("live"), "second");
+        assert_eq!(old, Some("first"));
+        assert!(!reg.unregister(&id("a"), first));
+        assert_eq!(reg.route(&scope("live"), &id("a")), Some(&"second"));
+        assert!(reg.unregister(&id("a"), second));
+        assert_eq!(reg.route(&scope("live"), &id("a")), None);
+        reg.register(id("b"), scope("live"), "b");
+        assert_eq!(reg.remove(&id("b")), Some("b"));
+    }
+
+    #[test]
+    fn bucket_allows_a_burst_then_the_rate() {
+        let t0 = Instant::now();
+        let mut bucket = TokenBucket::new(t0, 10, 3);
+        assert!((0..3).all(|_| bucket.try_take(t0)));
+        assert!(!bucket.try_take(t0));
+        assert!(bucket.try_take(t0 + Duration::from_millis(100)));
+        assert!(!bucket.try_take(t0 + Duration::from_millis(150)));
+        // A long pause refills only up to the burst.
+        let later = t0 + Duration::from_secs(60);
+        assert_eq!((0..5).filter(|_| bucket.try_take(later)).count(), 3);
+    }
+}

@@ -1,0 +1,238 @@
+//! The websocket shell: checks the token before the upgrade, then runs one task per connection
+//! that reads frames, asks `relay` what they mean, and writes what other peers queued for it.
+
+use std::time::{Duration, Instant};
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use futures_util::{SinkExt, StreamExt};
+use protocol::PeerId;
+use protocol::signal::{CLOSE_IDLE, CLOSE_REPLACED, CLOSE_SLOW_CONSUMER, MAX_MESSAGE_BYTES, ServerMessage};
+use protocol::token;
+use serde::Deserialize;
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::relay::{self, Action, Scope, TokenBucket};
+use crate::{ApiError, AppState};
+
+/// How the rest of the server reaches one connection: its outgoing queue and its close signal.
+#[derive(Debug)]
+pub(crate) struct ConnHandle {
+    queue: mpsc::Sender<Utf8Bytes>,
+    close: oneshot::Sender<(u16, &'static str)>,
+}
+
+impl ConnHandle {
+    /// Asks the connection to close with `code`; dropping the handle without this closes it too.
+    fn close(self, code: u16, reason: &'static str) {
+        // The connection may already be gone; then there is nothing to close.
+        let _ = self.close.send((code, reason));
+    }
+}
+
+/// Query of `GET /v1/ws`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Params {
+    peer_id: String,
+    token: String,
+}
+
+/// `GET /v1/ws?peer_id=&token=`: 401 unless the token was issued to `peer_id`, 503 when full,
+/// else the websocket upgrade.
+pub(crate) async fn upgrade(
+    State(state): State<AppState>,
+    query: Result<Query<Params>, QueryRejection>,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let (peer, scope) = match authorize(&state, query) {
+        Ok(ok) => ok,
+        Err(e) => {
+            state.reject(e.code());
+            return e.into_response();
+        }
+    };
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(rejection) => return rejection.into_response(),
+    };
+    ws.max_message_size(MAX_MESSAGE_BYTES)
+        .max_frame_size(MAX_MESSAGE_BYTES)
+        .on_upgrade(move |socket| connection(state, peer, scope, socket))
+}
+
+fn authorize(state: &AppState, query: Result<Query<Params>, QueryRejection>) -> Result<(PeerId, Scope), ApiError> {
+    let Ok(Query(params)) = query else {
+        return Err(ApiError::BadToken);
+    };
+    let peer: PeerId = params.peer_id.parse().map_err(|_| ApiError::BadToken)?;
+    let claims = token::verify(state.inner.config.secret.as_bytes(), &params.token, service::unix_now_s())?;
+    if claims.peer_id.as_ref() != Some(&peer) {
+        return Err(ApiError::BadToken);
+    }
+    let open = usize::try_from(state.inner.connections.get()).unwrap_or(0);
+    if open >= state.inner.config.max_connections {
+        return Err(ApiError::Full);
+    }
+    Ok((peer, Scope { customer: claims.customer, content: claims.content }))
+}
+
+/// Runs one connection until the peer leaves, is replaced, idles, lags, or the server stops.
+async fn connection(state: AppState, peer: PeerId, scope: Scope, socket: WebSocket) {
+    let config = &state.inner.config;
+    let (queue, mut outgoing) = mpsc::channel(config.queue_messages);
+    let (close, mut closed) = oneshot::channel();
+    let (conn_id, replaced) = state.registry().register(peer.clone(), scope.clone(), ConnHandle { queue, close });
+    if let Some(old) = replaced {
+        old.close(CLOSE_REPLACED, "replaced by a newer connection");
+    }
+    state.inner.connections.inc();
+    tracing::debug!(%peer, "connected");
+
+    let (mut sink, mut stream) = socket.split();
+    let idle = Duration::from_secs(config.idle_timeout_s);
+    let send_timeout = Duration::from_secs(config.send_timeout_s);
+    let mut bucket = TokenBucket::new(Instant::now(), config.max_messages_per_s, config.burst_messages);
+    let mut stopping = state.inner.stopping.subscribe();
+    let mut deadline = tokio::time::Instant::now() + idle;
+
+    let close_with = loop {
+        let reply = tokio::select! {
+            biased;
+            reason = &mut closed => break Some(reason.unwrap_or((CLOSE_SLOW_CONSUMER, "dropped"))),
+            _ = stopping.wait_for(|stop| *stop) => break Some((close_code::AWAY, "server shutting down")),
+            () = tokio::time::sleep_until(deadline) => break Some((CLOSE_IDLE, "idle")),
+            queued = outgoing.recv() => match queued {
+                Some(text) => Message::Text(text),
+                None => break Some((CLOSE_SLOW_CONSUMER, "dropped")),
+            },
+            incoming = stream.next() => {
+                // None: the peer left; Err: a protocol error such as a frame above the size bound.
+                let Some(Ok(message)) = incoming else { break None };
+                deadline = tokio::time::Instant::now() + idle;
+                match on_message(&state, &peer, &scope, &mut bucket, message) {
+                    Step::Reply(reply) => Message::Text(encode(&reply)),
+                    Step::Nothing => continue,
+                    Step::Stop => break None,
+                }
+            }
+        };
+        match tokio::time::timeout(send_timeout, sink.send(reply)).await {
+            Ok(Ok(())) => {}
+            _ => break None,
+        }
+    };
+
+    if let Some((code, reason)) = close_with {
+        let frame = CloseFrame { code, reason: reason.into() };
+        let _ = tokio::time::timeout(send_timeout, sink.send(Message::Close(Some(frame)))).await;
+    }
+    state.registry().unregister(&peer, conn_id);
+    state.inner.connections.dec();
+    tracing::debug!(%peer, ?close_with, "disconnected");
+}
+
+/// What the loop does after one inbound frame.
+enum Step {
+    Reply(ServerMessage),
+    Nothing,
+    Stop,
+}
+
+fn on_message(state: &AppState, peer: &PeerId, scope: &Scope, bucket: &mut TokenBucket, message: Message) -> Step {
+    let text = match message {
+        Message::Text(text) => text,
+        Message::Binary(_) => {
+            state.reject("binary");
+            return Step::Reply(relay::error("binary_not_supported"));
+        }
+        Message::Close(_) => return Step::Stop,
+        // The websocket layer answers pings itself.
+        Message::Ping(_) | Message::Pong(_) => return Step::Nothing,
+    };
+    if !bucket.try_take(Instant::now()) {
+        state.reject("rate_limited");
+        return Step::Reply(relay::error("rate_limited"));
+    }
+    match relay::on_text(peer, text.as_str()) {
+        Action::Reply(reply) => {
+            if matches!(reply, ServerMessage::Error { .. }) {
+                state.reject("malformed");
+            }
+            Step::Reply(reply)
+        }
+        Action::Relay { to, message } => match deliver(state, scope, to, &message) {
+            Some(reply) => Step::Reply(reply),
+            None => Step::Nothing,
+        },
+    }
+}
+
+/// Queues `message` for `to` within `scope`; returns what to tell the sender when that fails.
+/// A recipient whose queue is full is a slow consumer: it is dropped and told to close.
+fn deliver(state: &AppState, scope: &Scope, to: PeerId, message: &ServerMessage) -> Option<ServerMessage> {
+    let text = encode(message);
+    let mut registry = state.registry();
+    let Some(handle) = registry.route(scope, &to) else {
+        state.reject("unknown_peer");
+        return Some(relay::undeliverable(to, "unknown_peer"));
+    };
+    match handle.queue.try_send(text) {
+        Ok(()) => {
+            state.inner.relayed.inc();
+            None
+        }
+        Err(TrySendError::Full(_)) => {
+            if let Some(slow) = registry.remove(&to) {
+                slow.close(CLOSE_SLOW_CONSUMER, "slow consumer");
+            }
+            state.reject("slow_peer");
+            Some(relay::undeliverable(to, "slow_peer"))
+        }
+        Err(TrySendError::Closed(_)) => {
+            registry.remove(&to);
+            state.reject("unknown_peer");
+            Some(relay::undeliverable(to, "unknown_peer"))
+        }
+    }
+}
+
+fn encode(message: &ServerMessage) -> Utf8Bytes {
+    // Serializing these plain enums of strings and integers cannot fail.
+    serde_json::to_string(message).unwrap_or_default().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use protocol::signal::Signal;
+
+    use super::*;
+    use crate::Config;
+
+    fn id(s: &str) -> PeerId {
+        s.parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_drops_the_slow_recipient() {
+        let config = Config { secret: "s".into(), queue_messages: 1, ..Config::default() };
+        let state = AppState::new(config, &service::Metrics::new()).unwrap();
+        let scope = Scope { customer: "acme".into(), content: "live".into() };
+        let (queue, mut outgoing) = mpsc::channel(1);
+        let (close, closed) = oneshot::channel();
+        state.registry().register(id("slow"), scope.clone(), ConnHandle { queue, close });
+        let message = ServerMessage::Relay { from: id("a"), signal: Signal::Bye };
+
+        assert_eq!(deliver(&state, &scope, id("slow"), &message), None);
+        let refused = deliver(&state, &scope, id("slow"), &message);
+        assert_eq!(refused, Some(relay::undeliverable(id("slow"), "slow_peer")));
+        assert_eq!(closed.await.unwrap().0, CLOSE_SLOW_CONSUMER);
+        assert!(outgoing.recv().await.is_some());
+        // Gone from the registry: later relays are unknown.
+        let later = deliver(&state, &scope, id("slow"), &message);
+        assert_eq!(later, Some(relay::undeliverable(id("slow"), "unknown_peer")));
+    }
+}

@@ -1,0 +1,24 @@
+//! `POST /v1/track`: the peer now plays this rendition, so it belongs to that swarm.
+
+use std::time::Instant;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use protocol::SwarmId;
+use protocol::api::TrackRequest;
+
+use super::peer_claims;
+use crate::error::JsonBody;
+use crate::{ApiError, AppState};
+
+pub(crate) async fn track(
+    State(state): State<AppState>,
+    JsonBody(req): JsonBody<TrackRequest>,
+) -> Result<StatusCode, ApiError> {
+    let claims = peer_claims(&state, &req.token, &req.peer_id)?;
+    let swarm = SwarmId { customer: claims.customer, content: claims.content, rendition: req.rendition };
+    let now = Instant::now();
+    state.with_registry(|registry| registry.track(now, &req.peer_id, swarm)).map_err(|_| ApiError::Full)?;
+    state.inner.track_requests.inc();
+    Ok(StatusCode::NO_CONTENT)
+}
