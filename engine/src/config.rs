@@ -3,16 +3,32 @@
 /// Tunables of the engine; [`Config::default`] is what the agent ships with.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
-    /// Most peers to keep connected.
+    /// Most peers to keep connected (or connecting).
     pub max_peers: u32,
     /// Whether this peer uploads to others.
     pub upload_allowed: bool,
-    /// Largest data channel message sent, in bytes (segment data travels in chunks this size or smaller).
+    /// Largest data channel message sent, in bytes (segment data travels in chunks this size or
+    /// smaller). Clamped to 1 KiB..=[`protocol::peer::MAX_MESSAGE_BYTES`].
     pub max_message_bytes: usize,
     /// Safety margin subtracted from a segment's play time to get its deadline, in ms.
     pub deadline_margin_ms: u64,
     /// Seed of the engine's random choices (the engine is deterministic given its inputs and seed).
     pub seed: u64,
+    /// A peer download with no chunk for this long is given up and resumed elsewhere, in ms.
+    pub p2p_idle_timeout_ms: u64,
+    /// How often to ask the tracker for candidates while below `max_peers`, in ms.
+    pub peer_request_interval_ms: u64,
+    /// A `Connect` that has not produced `PeerConnected` after this long is abandoned, in ms.
+    pub connect_timeout_ms: u64,
+    /// A peer that closed or failed is not dialled again for this long, in ms.
+    pub reconnect_backoff_ms: u64,
+    /// Extra wait per seeding rank before a peer that is not the designated seeder of a new
+    /// segment fetches it from the CDN itself, in ms (on top of one playlist reload period).
+    pub seed_grace_ms: u64,
+    /// Segments kept after they leave the live window, for peers that lag behind, in segments.
+    pub keep_behind_window: u64,
+    /// Most complete segments kept in memory, in segments (the oldest go first).
+    pub max_stored_segments: usize,
 }
 
 impl Default for Config {
@@ -23,6 +39,13 @@ impl Default for Config {
             max_message_bytes: 64 * 1024,
             deadline_margin_ms: 1_500,
             seed: 0,
+            p2p_idle_timeout_ms: 1_500,
+            peer_request_interval_ms: 5_000,
+            connect_timeout_ms: 10_000,
+            reconnect_backoff_ms: 30_000,
+            seed_grace_ms: 500,
+            keep_behind_window: 3,
+            max_stored_segments: 30,
         }
     }
 }

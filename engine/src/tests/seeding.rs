@@ -1,0 +1,132 @@
+//! Who fetches a new live segment from the CDN, and how the others wait for it.
+
+use super::*;
+
+const NAMES: [&str; 4] = ["ann", "bob", "cat", "dan"];
+
+fn others(me: &str) -> Vec<&'static str> {
+    NAMES.iter().copied().filter(|n| *n != me).collect()
+}
+
+#[test]
+fn exactly_one_of_n_engines_fetches_each_new_segment_at_once() {
+    let mut engines: Vec<Engine> = NAMES.iter().map(|n| engine(n, &others(n))).collect();
+    for step in 1..=30u64 {
+        let newest = step + 4;
+        let mut fetchers = Vec::new();
+        for (e, name) in engines.iter_mut().zip(NAMES) {
+            if fetches(&feed(e, step * 2_000, playlist(step..newest + 1))).contains(&(id(newest), 0)) {
+                fetchers.push(name);
+            }
+        }
+        assert_eq!(fetchers, vec![seeding_order(&NAMES, newest)[0]], "segment {newest}");
+    }
+}
+
+#[test]
+fn the_seeder_prefetches_at_once_and_announces_it() {
+    let order = seeding_order(&["ann", "bob"], 5);
+    let mut e = engine(order[0], &[order[1]]);
+
+    let out = feed(&mut e, 2_000, playlist(1..6));
+
+    assert_eq!(fetches(&out), vec![(id(5), 0)]);
+    let announced = sent_to(&out, &pid(order[1]));
+    assert_eq!(announced, vec![Message::Have { segments: vec![], fetching: vec![id(5)] }]);
+}
+
+#[test]
+fn a_non_seeder_waits_then_gets_the_segment_from_the_seeder() {
+    let order = seeding_order(&["ann", "bob"], 5);
+    let (seeder, waiter) = (pid(order[0]), order[1]);
+    let mut e = engine(waiter, &[order[0]]);
+
+    let out = feed(&mut e, 2_000, playlist(1..6));
+    assert!(fetches(&out).is_empty());
+    assert_eq!(e.poll_timeout(), Some(2_000 + 2_000 + 500), "one reload period plus one grace");
+
+    let out = feed(&mut e, 2_100, message(&seeder, have(&[0], &[5])));
+    assert!(fetches(&out).is_empty() && sent_to(&out, &seeder).is_empty());
+
+    let out = feed(&mut e, 2_400, message(&seeder, have(&[0, 5], &[])));
+    let [(seg, request_id, 0)] = requests(&sent_to(&out, &seeder))[..] else { panic!("{out:?}") };
+    assert_eq!(seg, id(5));
+
+    let data = body(5, 100_000);
+    feed(&mut e, 2_450, message(&seeder, chunk(5, request_id, 0, 100_000, &data[..60_000])));
+    feed(&mut e, 2_500, message(&seeder, chunk(5, request_id, 60_000, 100_000, &data[60_000..])));
+    let out = feed(&mut e, 2_600, Input::PlayerRequest { id: id(5) });
+
+    assert_eq!(delivered(&out), vec![(id(5), data)]);
+    assert_eq!((e.stats().p2p_down_bytes, e.stats().http_bytes), (100_000, 0));
+}
+
+#[test]
+fn a_non_seeder_fetches_from_the_cdn_when_nobody_announces_in_time() {
+    let order = seeding_order(&["ann", "bob"], 5);
+    let mut e = engine(order[1], &[order[0]]);
+    feed(&mut e, 2_000, playlist(1..6));
+
+    e.handle_timeout(4_499);
+    assert!(fetches(&drain(&mut e)).is_empty());
+    e.handle_timeout(4_500);
+    let out = drain(&mut e);
+
+    assert_eq!(fetches(&out), vec![(id(5), 0)]);
+    assert_eq!(sent_to(&out, &pid(order[0])), vec![Message::Have { segments: vec![], fetching: vec![id(5)] }]);
+}
+
+#[test]
+fn a_lower_rank_waits_longer() {
+    let names = ["ann", "bob", "cat"];
+    let order = seeding_order(&names, 5);
+    let mut e = engine(order[2], &[order[0], order[1]]);
+
+    feed(&mut e, 2_000, playlist(1..6));
+
+    assert_eq!(e.poll_timeout(), Some(2_000 + 2_000 + 2 * 500));
+}
+
+#[test]
+fn peers_that_announced_nothing_of_the_rendition_do_not_count() {
+    let order = seeding_order(&["ann", "bob"], 5);
+    let mut e = Engine::new(Config::default(), pid(order[1]));
+    e.handle_input(0, playlist(0..5));
+    e.handle_input(0, Input::PeerConnected { peer: pid(order[0]) });
+
+    let out = feed(&mut e, 2_000, playlist(1..6));
+
+    assert_eq!(fetches(&out), vec![(id(5), 0)]);
+}
+
+#[test]
+fn a_peer_that_does_not_upload_never_seeds_a_shared_segment() {
+    let order = seeding_order(&["ann", "bob"], 5);
+    let config = Config { upload_allowed: false, ..Config::default() };
+    let mut e = engine_with(config, order[0], &[order[1]]);
+
+    let out = feed(&mut e, 2_000, playlist(1..6));
+
+    assert!(fetches(&out).is_empty());
+    assert_eq!(e.poll_timeout(), Some(2_000 + 2_000 + 500));
+}
+
+#[test]
+fn segments_published_before_we_arrived_are_not_seeded() {
+    let mut e = Engine::new(Config::default(), pid("ann"));
+
+    let out = feed(&mut e, 0, playlist(0..5));
+
+    assert!(fetches(&out).is_empty());
+}
+
+#[test]
+fn only_the_played_rendition_is_seeded() {
+    let mut e = engine("ann", &[]);
+    e.handle_input(0, Input::Playlist { rendition: 1, segments: (0..5).map(info).collect() });
+    feed(&mut e, 0, Input::PlayerRequest { id: SegmentId { rendition: 1, msn: 4 } });
+
+    let out = feed(&mut e, 2_000, playlist(1..6));
+
+    assert!(fetches(&out).is_empty(), "rendition 0 is no longer played: {out:?}");
+}
