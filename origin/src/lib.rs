@@ -1,1 +1,179 @@
 //! Live HLS origin: HTTP ingest, sliding live window, playlists and segments.
+//!
+//! An encoder (ffmpeg's HLS muxer with `-method PUT`) writes every segment and then the playlist
+//! that lists it with `PUT /live/{content}/{path}` and removes segments that left the window with
+//! `DELETE`, both with `Authorization: Bearer <ingest_token>`; bodies may be chunked and the
+//! connection kept alive. Playlists are validated before they replace the previous version
+//! ([`playlist`]); everything is held in memory ([`store`]). Viewers and CDNs read the same paths
+//! with `GET`/`HEAD`, with `Range` support, media types and `Cache-Control` (short for
+//! playlists, long and `immutable` for segments).
+//!
+//! What ffmpeg 5.1's HLS muxer sends (`-method PUT -http_persistent 1`, observed on the wire):
+//! every upload is a `PUT` with `Transfer-Encoding: chunked` and the custom headers; a rung's
+//! segment and then its playlist go over one kept-alive connection per rung; the master playlist
+//! follows the first media playlists (and is re-sent with `-master_pl_publish_rate`); a segment
+//! that left the window is removed with a `DELETE` on a new connection once `hls_list_size + 1`
+//! newer segments exist. When an upload fails ffmpeg retries on a new connection and keeps
+//! encoding, so a refused playlist only delays the stream until the window refills.
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! let config = swarmcast_origin::Config { ingest_token: "s3cret".into(), ..Default::default() };
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! swarmcast_origin::run(config, listener, service::shutdown_signal()).await
+//! # }
+//! ```
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+mod config;
+mod error;
+mod metrics;
+pub mod path;
+pub mod playlist;
+pub mod range;
+mod routes;
+pub mod store;
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::Router;
+use axum::http::{HeaderMap, header};
+use axum::routing::get;
+use service::Metrics;
+use tokio::net::TcpListener;
+
+pub use config::{Config, ConfigError};
+pub use error::ApiError;
+
+use metrics::OriginMetrics;
+use store::Store;
+
+/// Shared state of the origin's handlers; cheap to clone.
+#[derive(Clone)]
+pub struct Origin {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    store: Mutex<Store>,
+    /// Origin of the store's millisecond clock.
+    started: Instant,
+    metrics: OriginMetrics,
+}
+
+impl Origin {
+    /// Builds the state from `config` and registers the `origin_*` metrics in `metrics`.
+    ///
+    /// # Errors
+    /// [`ConfigError`] when `config` does not pass [`Config::validate`].
+    pub fn new(config: Config, metrics: &Metrics) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let store = Mutex::new(Store::new(config.limits()));
+        let inner = Inner { config, store, started: Instant::now(), metrics: OriginMetrics::register(metrics) };
+        Ok(Self { inner: Arc::new(inner) })
+    }
+
+    pub(crate) fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    pub(crate) fn metrics(&self) -> &OriginMetrics {
+        &self.inner.metrics
+    }
+
+    /// Milliseconds since this origin started (the store's clock).
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.inner.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Runs `f` on the locked store with the current time and refreshes the store gauges.
+    pub(crate) fn with_store<T>(&self, f: impl FnOnce(&mut Store, u64) -> T) -> T {
+        let now = self.now_ms();
+        // A poisoned lock means a panic inside a store operation; the store's invariants are
+        // restored by the next sweep, so keep serving rather than failing every request.
+        let mut store = self.inner.store.lock().unwrap_or_else(|e| e.into_inner());
+        let out = f(&mut store, now);
+        self.inner.metrics.set_store(store.stats());
+        out
+    }
+
+    /// Runs `f` on the locked store with the current time, without touching the gauges.
+    pub(crate) fn with_store_read<T>(&self, f: impl FnOnce(&Store, u64) -> T) -> T {
+        let now = self.now_ms();
+        let store = self.inner.store.lock().unwrap_or_else(|e| e.into_inner());
+        f(&store, now)
+    }
+
+    /// Checks `Authorization: Bearer <ingest_token>`: 401 when absent, 403 when wrong.
+    pub(crate) fn authorize(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        let value = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or(ApiError::Unauthorized)?;
+        let (scheme, token) = value.trim().split_once(' ').ok_or(ApiError::Unauthorized)?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Err(ApiError::Unauthorized);
+        }
+        if constant_time_eq(token.trim().as_bytes(), self.inner.config.ingest_token.as_bytes()) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden)
+        }
+    }
+
+    /// Counts a refused ingest request by reason.
+    pub(crate) fn count_ingest_result(&self, err: Option<&ApiError>) {
+        if let Some(e) = err {
+            let (status, code) = e.status_and_code();
+            if status == axum::http::StatusCode::NOT_FOUND {
+                // An encoder deleting what an earlier origin process held: harmless.
+                tracing::debug!(reason = code, error = %e, "ingest refused");
+            } else {
+                tracing::warn!(reason = code, error = %e, "ingest refused");
+            }
+            self.inner.metrics.ingest_rejected.get_or_create(&[("reason", code)]).inc();
+        }
+    }
+}
+
+/// Compares two byte strings in time that depends only on their lengths.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0_u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The origin's routes: `GET`/`HEAD`/`PUT`/`DELETE` on `/live/{content}/{path}`.
+pub fn router(state: Origin) -> Router {
+    Router::new()
+        .route(
+            "/live/{*path}",
+            get(routes::get_object).put(routes::put_object).delete(routes::delete_object),
+        )
+        .with_state(state)
+}
+
+/// Serves the origin on `listener` until `shutdown` resolves (through [`service::serve`], which
+/// adds `/healthz`, `/metrics`, tracing and CORS).
+///
+/// # Errors
+/// `InvalidInput` when `config` is invalid; IO errors from the listener.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let metrics = Metrics::new();
+    let origin = Origin::new(config, &metrics).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    service::serve(listener, router(origin), metrics, shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compares_tokens() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+}

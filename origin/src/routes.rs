@@ -1,0 +1,150 @@
+//! `PUT`, `DELETE`, `GET` and `HEAD` on `/live/{content}/{path}`.
+
+use std::pin::Pin;
+
+use axum::body::{Body, Bytes, HttpBody};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use bytes::BytesMut;
+
+use crate::error::ApiError;
+use crate::path::ObjectPath;
+use crate::range::{self, RangeRequest};
+use crate::store::PutOutcome;
+use crate::Origin;
+
+/// `PUT /live/{content}/{path}`: stores a segment or a validated playlist (201 new, 204 replaced).
+pub(crate) async fn put_object(State(origin): State<Origin>, uri: Uri, headers: HeaderMap, body: Body) -> Response {
+    let res = put_inner(&origin, &uri, &headers, body).await;
+    origin.count_ingest_result(res.as_ref().err());
+    match res {
+        Ok(PutOutcome::Created) => StatusCode::CREATED.into_response(),
+        Ok(PutOutcome::Replaced) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn put_inner(origin: &Origin, uri: &Uri, headers: &HeaderMap, body: Body) -> Result<PutOutcome, ApiError> {
+    origin.authorize(headers)?;
+    let path = ObjectPath::from_url_path(uri.path())?;
+    let limit = origin.config().max_object_bytes;
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ApiError::TooLarge(limit));
+    }
+    let bytes = read_bounded(body, limit).await?;
+    let len = bytes.len() as u64;
+    let outcome = origin.with_store(|store, now| store.put(now, &path, bytes))?;
+    let m = origin.metrics();
+    m.ingest_bytes.inc_by(len);
+    m.ingest_objects.get_or_create(&[("kind", if path.kind.is_playlist() { "playlist" } else { "segment" })]).inc();
+    tracing::debug!(content = %path.content, path = %path.path, bytes = len, "ingested");
+    Ok(outcome)
+}
+
+/// `DELETE /live/{content}/{path}`: removes an object (204); segments stay served for the grace
+/// period.
+pub(crate) async fn delete_object(State(origin): State<Origin>, uri: Uri, headers: HeaderMap) -> Response {
+    let res = delete_inner(&origin, &uri, &headers);
+    origin.count_ingest_result(res.as_ref().err());
+    match res {
+        Ok(()) => {
+            origin.metrics().deletes.inc();
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+fn delete_inner(origin: &Origin, uri: &Uri, headers: &HeaderMap) -> Result<(), ApiError> {
+    origin.authorize(headers)?;
+    let path = ObjectPath::from_url_path(uri.path())?;
+    origin.with_store(|store, now| store.delete(now, &path))?;
+    Ok(())
+}
+
+/// `GET`/`HEAD /live/{content}/{path}`: serves an object with its media type, caching headers and
+/// single-range support.
+pub(crate) async fn get_object(State(origin): State<Origin>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
+    let res = get_inner(&origin, &uri, &headers);
+    let (status, len) = match &res {
+        Ok((response, len)) => (response.status(), *len as u64),
+        Err(e) => (e.status_and_code().0, 0),
+    };
+    origin.metrics().gets.get_or_create(&[("status", status_label(status))]).inc();
+    if method != Method::HEAD {
+        origin.metrics().egress_bytes.inc_by(len);
+    }
+    match res {
+        Ok((response, _)) if method == Method::HEAD => {
+            // Keep the headers (Content-Length included) and drop the body.
+            let (parts, _) = response.into_parts();
+            Response::from_parts(parts, Body::empty())
+        }
+        Ok((response, _)) => response,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The response for a GET and the number of body bytes it carries.
+fn get_inner(origin: &Origin, uri: &Uri, headers: &HeaderMap) -> Result<(Response, usize), ApiError> {
+    let path = ObjectPath::from_url_path(uri.path())?;
+    let object = origin.with_store_read(|store, now| store.get(now, &path)).ok_or(ApiError::NotFound)?;
+    let total = object.bytes.len() as u64;
+    let range_header = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    let (status, body, content_range) = match range::parse(range_header, total) {
+        RangeRequest::Full => (StatusCode::OK, object.bytes, None),
+        RangeRequest::Unsatisfiable => return Err(ApiError::RangeNotSatisfiable(total)),
+        RangeRequest::Partial { start, end } => {
+            // parse() guarantees start <= end < total, and total came from a usize.
+            let slice = object.bytes.slice(start as usize..=end as usize);
+            (StatusCode::PARTIAL_CONTENT, slice, Some(format!("bytes {start}-{end}/{total}")))
+        }
+    };
+    let cfg = origin.config();
+    let cache = if object.kind.is_playlist() {
+        format!("public, max-age={}", cfg.playlist_max_age_s)
+    } else {
+        format!("public, max-age={}, immutable", cfg.segment_max_age_s)
+    };
+    let len = body.len();
+    let mut response = (status, body).into_response();
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(object.kind.content_type()));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if let Ok(v) = HeaderValue::from_str(&cache) {
+        h.insert(header::CACHE_CONTROL, v);
+    }
+    if let Some(v) = content_range.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        h.insert(header::CONTENT_RANGE, v);
+    }
+    Ok((response, len))
+}
+
+fn status_label(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        200 => "200",
+        206 => "206",
+        400 => "400",
+        404 => "404",
+        416 => "416",
+        _ => "other",
+    }
+}
+
+/// Reads `body` (chunked or not) into memory, refusing it once it exceeds `limit` bytes.
+async fn read_bounded(mut body: Body, limit: u64) -> Result<Bytes, ApiError> {
+    let mut buf = BytesMut::new();
+    while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+        let frame = frame.map_err(|e| ApiError::BadBody(e.to_string()))?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() as u64 + data.len() as u64 > limit {
+                return Err(ApiError::TooLarge(limit));
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(buf.freeze())
+}
