@@ -26,12 +26,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use protocol::api::MAX_REQUEST_BYTES;
 use service::Metrics;
 use tokio::net::TcpListener;
 
@@ -86,17 +84,13 @@ impl AppState {
     }
 }
 
-/// The analytics routes (`POST /v1/usage`, `GET /v1/summary`), with request bodies bounded by
-/// [`MAX_REQUEST_BYTES`].
+/// The analytics routes (`POST /v1/usage`, `GET /v1/summary`); request bodies are bounded by
+/// [`protocol::api::MAX_REQUEST_BYTES`].
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/v1/usage", post(routes::usage))
-        .route("/v1/summary", get(routes::summary))
-        .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
-        .with_state(state)
+    Router::new().route("/v1/usage", post(routes::usage)).route("/v1/summary", get(routes::summary)).with_state(state)
 }
 
-/// Serves analytics on `listener` until `shutdown` resolves (see [`service::serve`]).
+/// Serves analytics on `listener` until `shutdown` resolves (see [`service::run_server`]).
 ///
 /// # Errors
 /// `InvalidInput` when `config` is invalid; IO errors from the listener.
@@ -105,8 +99,5 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let metrics = Metrics::new();
-    let state =
-        AppState::new(config, &metrics).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-    service::serve(listener, router(state), metrics, shutdown).await
+    service::run_server(listener, shutdown, |metrics| AppState::new(config, metrics).map(router)).await
 }

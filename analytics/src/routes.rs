@@ -6,16 +6,16 @@ use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use protocol::api::{MAX_NAME_LEN, Summary, UsageReport};
+use protocol::api::{MAX_NAME_LEN, MAX_REQUEST_BYTES, Summary, UsageReport};
 use serde::Deserialize;
+use service::JsonBody;
 
-use crate::error::JsonBody;
 use crate::usage::Ingested;
 use crate::{ApiError, AppState};
 
 pub(crate) async fn usage(
     State(state): State<AppState>,
-    JsonBody(report): JsonBody<UsageReport>,
+    JsonBody(report): JsonBody<UsageReport, MAX_REQUEST_BYTES>,
 ) -> Result<StatusCode, ApiError> {
     for (field, value) in [("customer", &report.customer), ("content", &report.content), ("session", &report.session)] {
         if value.is_empty() || value.len() > MAX_NAME_LEN {

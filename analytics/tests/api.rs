@@ -3,24 +3,18 @@
 
 use protocol::api::{ErrorBody, MAX_NAME_LEN, MAX_REQUEST_BYTES, Summary, UsageReport};
 use reqwest::StatusCode;
+use service::LoopbackServer;
 use swarmcast_analytics::{Config, run};
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 
 struct Server {
     base: String,
     http: reqwest::Client,
-    _stop: oneshot::Sender<()>,
+    _running: LoopbackServer,
 }
 
 async fn start(config: Config) -> Server {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(run(config, listener, async move {
-        let _ = stopped.await;
-    }));
-    Server { base, http: reqwest::Client::new(), _stop: stop }
+    let running = service::spawn_on_loopback(|listener, stop| run(config, listener, stop)).await.unwrap();
+    Server { base: running.url(), http: reqwest::Client::new(), _running: running }
 }
 
 fn report(session: &str, seq: u64, http_bytes: u64, p2p_down_bytes: u64) -> UsageReport {

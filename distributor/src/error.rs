@@ -1,24 +1,20 @@
-//! The one error type of every route, rendered as a JSON [`ErrorBody`], and the bounded JSON
-//! body extractor that produces it.
+//! The one error type of every route, rendered as a JSON [`protocol::api::ErrorBody`].
 
-use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use protocol::api::{ErrorBody, MAX_REQUEST_BYTES};
-use serde::de::DeserializeOwned;
+use service::BodyRejection;
 
 /// Why a request failed; each variant maps to one HTTP status and one machine-readable reason.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ApiError {
-    /// Missing or malformed parameters or body (400 `bad_request`); the caller must fix its request.
+    /// Missing or malformed parameters or settings (400 `bad_request`); the caller must fix its request.
     #[error("{0}")]
     BadRequest(String),
-    /// Body above [`MAX_REQUEST_BYTES`] (413 `too_large`).
-    #[error("request body is larger than {MAX_REQUEST_BYTES} bytes")]
-    TooLarge,
+    /// The body is above [`protocol::api::MAX_REQUEST_BYTES`] (413 `too_large`) or not valid JSON
+    /// of the expected shape (400 `bad_request`).
+    #[error(transparent)]
+    Body(#[from] BodyRejection),
     /// Missing or wrong admin token (401 `unauthorized`).
     #[error("missing or wrong admin token")]
     Unauthorized,
@@ -34,7 +30,7 @@ impl ApiError {
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
-            Self::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            Self::Body(rejection) => (rejection.status(), rejection.code()),
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Self::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             Self::Full => (StatusCode::SERVICE_UNAVAILABLE, "full"),
@@ -45,33 +41,31 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
-        tracing::debug!(%status, error = %self, "request refused");
-        let body = ErrorBody { error: code.to_owned(), message: self.to_string() };
-        (status, Json(body)).into_response()
+        service::error_response(status, code, &self)
     }
 }
 
-/// A JSON request body of at most [`MAX_REQUEST_BYTES`], whatever its `Content-Type` (so that
-/// `navigator.sendBeacon` and simple CORS requests work). Oversize → 413, malformed → 400.
-#[derive(Debug)]
-pub(crate) struct JsonBody<T>(pub(crate) T);
+#[cfg(test)]
+mod tests {
+    use protocol::api::{ErrorBody, MAX_REQUEST_BYTES};
 
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
-    type Rejection = ApiError;
+    use super::*;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::TooLarge
-            } else {
-                ApiError::BadRequest(rejection.body_text())
-            }
-        })?;
-        if bytes.len() > MAX_REQUEST_BYTES {
-            return Err(ApiError::TooLarge);
-        }
-        let value =
-            serde_json::from_slice(&bytes).map_err(|e| ApiError::BadRequest(format!("malformed JSON body: {e}")))?;
-        Ok(Self(value))
+    /// The bytes of `error`'s response body.
+    async fn body_of(error: ApiError) -> Vec<u8> {
+        axum::body::to_bytes(error.into_response().into_body(), usize::MAX).await.unwrap().to_vec()
+    }
+
+    /// `service` renders errors with its own struct; it must serialize exactly like the wire type.
+    #[tokio::test]
+    async fn error_answers_serialize_exactly_like_the_protocol_error_body() {
+        let expected = |error: &str, message: String| serde_json::to_vec(&ErrorBody { error: error.into(), message });
+        let too_large = ApiError::Body(BodyRejection::TooLarge { limit_bytes: MAX_REQUEST_BYTES });
+        let too_large_message = format!("request body is larger than {MAX_REQUEST_BYTES} bytes");
+        assert_eq!(body_of(too_large).await, expected("too_large", too_large_message).unwrap());
+        let unauthorized = expected("unauthorized", "missing or wrong admin token".into()).unwrap();
+        assert_eq!(body_of(ApiError::Unauthorized).await, unauthorized);
+        let quoted = ApiError::BadRequest("a \"quoted\" é\n".into());
+        assert_eq!(body_of(quoted).await, expected("bad_request", "a \"quoted\" é\n".into()).unwrap());
     }
 }

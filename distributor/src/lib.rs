@@ -27,11 +27,9 @@ use std::future::Future;
 use std::sync::{Arc, RwLock};
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use protocol::api::MAX_REQUEST_BYTES;
 use service::Metrics;
 use tokio::net::TcpListener;
 
@@ -85,8 +83,8 @@ impl AppState {
     }
 }
 
-/// The distributor's routes (`/v1/config`, `/v1/admin/contents/{customer}/{content}`), with
-/// request bodies bounded by [`MAX_REQUEST_BYTES`].
+/// The distributor's routes (`/v1/config`, `/v1/admin/contents/{customer}/{content}`); request
+/// bodies are bounded by [`protocol::api::MAX_REQUEST_BYTES`].
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/config", get(routes::config::get_config))
@@ -94,11 +92,10 @@ pub fn router(state: AppState) -> Router {
             "/v1/admin/contents/{customer}/{content}",
             get(routes::admin::get_content).put(routes::admin::put_content),
         )
-        .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .with_state(state)
 }
 
-/// Serves the distributor on `listener` until `shutdown` resolves (see [`service::serve`]).
+/// Serves the distributor on `listener` until `shutdown` resolves (see [`service::run_server`]).
 ///
 /// # Errors
 /// `InvalidInput` when `config` is invalid; IO errors from the listener.
@@ -107,8 +104,5 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let metrics = Metrics::new();
-    let state =
-        AppState::new(config, &metrics).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-    service::serve(listener, router(state), metrics, shutdown).await
+    service::run_server(listener, shutdown, |metrics| AppState::new(config, metrics).map(router)).await
 }

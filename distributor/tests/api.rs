@@ -4,9 +4,9 @@
 use protocol::api::{ConfigResponse, ContentSettings, ErrorBody, MAX_REQUEST_BYTES, PeeringRules};
 use protocol::token;
 use reqwest::StatusCode;
+use service::LoopbackServer;
 use swarmcast_distributor::{Config, ContentConfig, run};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 
 const SECRET: &str = "test-secret";
 const ADMIN: &str = "admin-token";
@@ -14,17 +14,12 @@ const ADMIN: &str = "admin-token";
 struct Server {
     base: String,
     http: reqwest::Client,
-    _stop: oneshot::Sender<()>,
+    _running: LoopbackServer,
 }
 
 async fn start(config: Config) -> Server {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(run(config, listener, async move {
-        let _ = stopped.await;
-    }));
-    Server { base, http: reqwest::Client::new(), _stop: stop }
+    let running = service::spawn_on_loopback(|listener, stop| run(config, listener, stop)).await.unwrap();
+    Server { base: running.url(), http: reqwest::Client::new(), _running: running }
 }
 
 fn config() -> Config {

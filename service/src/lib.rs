@@ -2,11 +2,16 @@
 //!
 //! A server crate builds its `axum::Router` and hands it to [`serve`] with an already-bound
 //! listener and a shutdown future; [`serve`] adds `GET /healthz`, `GET /metrics` (Prometheus text
-//! format), request tracing, CORS, and graceful shutdown. Config comes from [`load_config`]
-//! (defaults < TOML file < environment variables). No domain logic lives here.
+//! format), request tracing, CORS, and graceful shutdown; [`run_server`] does the same for a
+//! router built on a fresh [`Metrics`] registry. Config comes from [`load_config`] (defaults <
+//! TOML file < environment variables). Handlers read bounded JSON bodies with [`JsonBody`] and
+//! answer errors as `{"error": code, "message": detail}` with [`error_response`].
+//! [`spawn_on_loopback`] runs a server in-process on `127.0.0.1:0`. No domain logic lives here.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod config;
+mod http;
+mod loopback;
 mod metrics;
 
 use std::future::Future;
@@ -20,6 +25,8 @@ use tower_http::cors::CorsLayer;
 use tower_http::trace::TraceLayer;
 
 pub use config::{ConfigError, load_config};
+pub use http::{BodyRejection, JsonBody, error_response};
+pub use loopback::{LoopbackServer, StopSignal, spawn_on_loopback};
 pub use metrics::Metrics;
 
 /// How long [`serve`] waits for in-flight requests after shutdown begins, in seconds.
@@ -84,6 +91,25 @@ pub async fn serve(
             Ok(())
         }
     }
+}
+
+/// Builds a router with `build` on a fresh [`Metrics`] registry (where `build` registers the
+/// server's metrics), then [`serve`]s it on `listener` until `shutdown` resolves.
+///
+/// # Errors
+/// `InvalidInput` carrying `build`'s error (typically an invalid config); IO errors from the
+/// listener.
+pub async fn run_server<E>(
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    build: impl FnOnce(&Metrics) -> Result<Router, E>,
+) -> std::io::Result<()>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let metrics = Metrics::new();
+    let app = build(&metrics).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    serve(listener, app, metrics, shutdown).await
 }
 
 /// Resolves when the process receives SIGINT (Ctrl-C) or SIGTERM.

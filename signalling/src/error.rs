@@ -1,9 +1,7 @@
-//! Refusals before the websocket upgrade, rendered as a JSON [`ErrorBody`].
+//! Refusals before the websocket upgrade, rendered as a JSON [`protocol::api::ErrorBody`].
 
-use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use protocol::api::ErrorBody;
 use protocol::token::TokenError;
 
 /// Why an upgrade was refused; each variant maps to one HTTP status and one machine-readable reason.
@@ -51,8 +49,6 @@ impl From<TokenError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        tracing::debug!(error = %self, "upgrade refused");
-        let body = ErrorBody { error: self.code().to_owned(), message: self.to_string() };
-        (self.status(), Json(body)).into_response()
+        service::error_response(self.status(), self.code(), &self)
     }
 }

@@ -7,9 +7,9 @@ use futures_util::{SinkExt, StreamExt};
 use protocol::PeerId;
 use protocol::signal::{CLOSE_IDLE, CLOSE_REPLACED, ClientMessage, MAX_MESSAGE_BYTES, ServerMessage, Signal};
 use protocol::token::{self, Claims};
+use service::LoopbackServer;
 use swarmcast_signalling::{Config, run};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
@@ -19,17 +19,12 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 struct Server {
     addr: String,
-    _stop: oneshot::Sender<()>,
+    _running: LoopbackServer,
 }
 
 async fn start(config: Config) -> Server {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(run(config, listener, async move {
-        let _ = stopped.await;
-    }));
-    Server { addr, _stop: stop }
+    let running = service::spawn_on_loopback(|listener, stop| run(config, listener, stop)).await.unwrap();
+    Server { addr: running.addr().to_string(), _running: running }
 }
 
 fn config() -> Config {

@@ -1,25 +1,19 @@
-//! The one error type of every route, rendered as a JSON [`ErrorBody`], and the bounded JSON
-//! body extractor that produces it.
+//! The one error type of every route, rendered as a JSON [`protocol::api::ErrorBody`].
 
-use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use protocol::api::{ErrorBody, MAX_REQUEST_BYTES};
 use protocol::token::TokenError;
-use serde::de::DeserializeOwned;
 
 /// Why a request failed; each variant maps to one HTTP status and one machine-readable reason.
+///
+/// Bodies that are too large or malformed are refused before a handler runs, by
+/// [`service::JsonBody`] (413 `too_large`, 400 `bad_request`).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ApiError {
-    /// Malformed body or unsupported protocol version (400 `bad_request`); fix the request.
+    /// Unsupported protocol version (400 `bad_request`); upgrade the agent.
     #[error("{0}")]
     BadRequest(String),
-    /// Body above [`MAX_REQUEST_BYTES`] (413 `too_large`).
-    #[error("request body is larger than {MAX_REQUEST_BYTES} bytes")]
-    TooLarge,
     /// The token is malformed, forged or signed with another secret (401 `bad_token`).
     #[error("invalid token")]
     BadToken,
@@ -47,7 +41,6 @@ impl ApiError {
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
-            Self::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             Self::BadToken => (StatusCode::UNAUTHORIZED, "bad_token"),
             Self::TokenExpired => (StatusCode::UNAUTHORIZED, "token_expired"),
             Self::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
@@ -59,33 +52,6 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
-        tracing::debug!(%status, error = %self, "request refused");
-        let body = ErrorBody { error: code.to_owned(), message: self.to_string() };
-        (status, Json(body)).into_response()
-    }
-}
-
-/// A JSON request body of at most [`MAX_REQUEST_BYTES`], whatever its `Content-Type` (so that
-/// simple CORS requests work). Oversize → 413, malformed → 400.
-#[derive(Debug)]
-pub(crate) struct JsonBody<T>(pub(crate) T);
-
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::TooLarge
-            } else {
-                ApiError::BadRequest(rejection.body_text())
-            }
-        })?;
-        if bytes.len() > MAX_REQUEST_BYTES {
-            return Err(ApiError::TooLarge);
-        }
-        let value =
-            serde_json::from_slice(&bytes).map_err(|e| ApiError::BadRequest(format!("malformed JSON body: {e}")))?;
-        Ok(Self(value))
+        service::error_response(status, code, &self)
     }
 }

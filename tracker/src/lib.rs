@@ -30,11 +30,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
 use axum::routing::post;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
-use protocol::api::MAX_REQUEST_BYTES;
 use service::Metrics;
 use tokio::net::TcpListener;
 
@@ -103,19 +101,18 @@ impl AppState {
     }
 }
 
-/// The tracker's routes (`/v1/init`, `/v1/track`, `/v1/peers`), with request bodies bounded by
-/// [`MAX_REQUEST_BYTES`].
+/// The tracker's routes (`/v1/init`, `/v1/track`, `/v1/peers`); request bodies are bounded by
+/// [`protocol::api::MAX_REQUEST_BYTES`].
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/init", post(routes::init::init))
         .route("/v1/track", post(routes::track::track))
         .route("/v1/peers", post(routes::peers::peers))
-        .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .with_state(state)
 }
 
-/// Serves the tracker on `listener` until `shutdown` resolves (see [`service::serve`]), with a
-/// timer task that expires silent peers every quarter of the peer timeout.
+/// Serves the tracker on `listener` until `shutdown` resolves (see [`service::run_server`]), with
+/// a timer task that expires silent peers every quarter of the peer timeout.
 ///
 /// # Errors
 /// `InvalidInput` when `config` is invalid; IO errors from the listener.
@@ -124,25 +121,46 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let metrics = Metrics::new();
     let period = Duration::from_secs((config.peer_timeout_s / 4).max(1));
-    let state =
-        AppState::new(config, &metrics).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-    let expiry = tokio::spawn({
-        let state = state.clone();
-        async move {
-            let mut timer = tokio::time::interval(period);
-            timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                timer.tick().await;
-                let dropped = state.expire(Instant::now());
-                if dropped > 0 {
-                    tracing::debug!(dropped, "expired silent peers");
-                }
+    service::run_server(listener, shutdown, |metrics| {
+        let state = AppState::new(config, metrics)?;
+        // The task ends by itself with the state; its handle is not needed.
+        let _expiry = spawn_expiry(&state, period);
+        Ok::<_, ConfigError>(router(state))
+    })
+    .await
+}
+
+/// Spawns the task that calls [`AppState::expire`] every `period`. It holds the state weakly, so
+/// it ends by itself once the server and its connections are gone.
+fn spawn_expiry(state: &AppState, period: Duration) -> tokio::task::JoinHandle<()> {
+    let state = Arc::downgrade(&state.inner);
+    tokio::spawn(async move {
+        let mut timer = tokio::time::interval(period);
+        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            timer.tick().await;
+            let Some(inner) = state.upgrade() else { break };
+            let dropped = AppState { inner }.expire(Instant::now());
+            if dropped > 0 {
+                tracing::debug!(dropped, "expired silent peers");
             }
         }
-    });
-    let result = service::serve(listener, router(state), metrics, shutdown).await;
-    expiry.abort();
-    result
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_expiry_task_ends_with_the_state() {
+        let config = Config { secret: "s".into(), ..Config::default() };
+        let state = AppState::new(config, &Metrics::new()).unwrap();
+        let expiry = spawn_expiry(&state, Duration::from_millis(1));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert!(!expiry.is_finished());
+        drop(state);
+        tokio::time::timeout(Duration::from_secs(10), expiry).await.unwrap().unwrap();
+    }
 }

@@ -8,26 +8,20 @@ use protocol::token::{self, Claims};
 use protocol::{PROTOCOL_VERSION, PeerId};
 use reqwest::StatusCode;
 use serde::Serialize;
+use service::LoopbackServer;
 use swarmcast_tracker::{Config, run};
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 
 const SECRET: &[u8] = b"test-secret";
 
 struct Server {
     base: String,
     http: reqwest::Client,
-    _stop: oneshot::Sender<()>,
+    _running: LoopbackServer,
 }
 
 async fn start(config: Config) -> Server {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(run(config, listener, async move {
-        let _ = stopped.await;
-    }));
-    Server { base, http: reqwest::Client::new(), _stop: stop }
+    let running = service::spawn_on_loopback(|listener, stop| run(config, listener, stop)).await.unwrap();
+    Server { base: running.url(), http: reqwest::Client::new(), _running: running }
 }
 
 fn config() -> Config {

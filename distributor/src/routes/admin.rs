@@ -5,10 +5,10 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
-use protocol::api::{ContentSettings, MAX_NAME_LEN};
+use protocol::api::{ContentSettings, MAX_NAME_LEN, MAX_REQUEST_BYTES};
+use service::{BodyRejection, JsonBody};
 
 use crate::config::valid_name;
-use crate::error::JsonBody;
 use crate::{ApiError, AppState};
 
 type ContentPath = Result<Path<(String, String)>, PathRejection>;
@@ -29,7 +29,7 @@ pub(crate) async fn put_content(
     State(state): State<AppState>,
     headers: HeaderMap,
     path: ContentPath,
-    body: Result<JsonBody<ContentSettings>, ApiError>,
+    body: Result<JsonBody<ContentSettings, MAX_REQUEST_BYTES>, BodyRejection>,
 ) -> Result<Json<ContentSettings>, ApiError> {
     authorize(&state, &headers)?;
     let (customer, content) = names(path)?;

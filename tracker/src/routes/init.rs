@@ -2,13 +2,13 @@
 
 use axum::Json;
 use axum::extract::State;
-use protocol::api::{InitRequest, InitResponse};
+use protocol::api::{InitRequest, InitResponse, MAX_REQUEST_BYTES};
 use protocol::token::{self, Claims};
 use protocol::{PROTOCOL_VERSION, PeerId};
 use rand::Rng;
 use rand::distr::Alphanumeric;
+use service::JsonBody;
 
-use crate::error::JsonBody;
 use crate::{ApiError, AppState};
 
 /// Length of an issued peerId, in characters (62^16 ≈ 4.7e28 values, so collisions are negligible).
@@ -16,7 +16,7 @@ const PEER_ID_LEN: usize = 16;
 
 pub(crate) async fn init(
     State(state): State<AppState>,
-    JsonBody(req): JsonBody<InitRequest>,
+    JsonBody(req): JsonBody<InitRequest, MAX_REQUEST_BYTES>,
 ) -> Result<Json<InitResponse>, ApiError> {
     if req.protocol_version != PROTOCOL_VERSION {
         return Err(ApiError::BadRequest(format!(

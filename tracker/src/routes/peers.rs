@@ -5,15 +5,15 @@ use std::time::Instant;
 use axum::Json;
 use axum::extract::State;
 use protocol::SwarmId;
-use protocol::api::{PeersRequest, PeersResponse};
+use protocol::api::{MAX_REQUEST_BYTES, PeersRequest, PeersResponse};
+use service::JsonBody;
 
 use super::peer_claims;
-use crate::error::JsonBody;
 use crate::{ApiError, AppState};
 
 pub(crate) async fn peers(
     State(state): State<AppState>,
-    JsonBody(req): JsonBody<PeersRequest>,
+    JsonBody(req): JsonBody<PeersRequest, MAX_REQUEST_BYTES>,
 ) -> Result<Json<PeersResponse>, ApiError> {
     let claims = peer_claims(&state, &req.token, &req.peer_id)?;
     let swarm = SwarmId { customer: claims.customer, content: claims.content, rendition: req.rendition };

@@ -5,15 +5,15 @@ use std::time::Instant;
 use axum::extract::State;
 use axum::http::StatusCode;
 use protocol::SwarmId;
-use protocol::api::TrackRequest;
+use protocol::api::{MAX_REQUEST_BYTES, TrackRequest};
+use service::JsonBody;
 
 use super::peer_claims;
-use crate::error::JsonBody;
 use crate::{ApiError, AppState};
 
 pub(crate) async fn track(
     State(state): State<AppState>,
-    JsonBody(req): JsonBody<TrackRequest>,
+    JsonBody(req): JsonBody<TrackRequest, MAX_REQUEST_BYTES>,
 ) -> Result<StatusCode, ApiError> {
     let claims = peer_claims(&state, &req.token, &req.peer_id)?;
     let swarm = SwarmId { customer: claims.customer, content: claims.content, rendition: req.rendition };
