@@ -43,10 +43,22 @@ pub struct ConfigResponse {
     pub analytics_url: String,
     /// Session token for the tracker's `init`, opaque to the agent (see [`crate::token`]).
     pub token: String,
+    /// CDN access token of this session (see [`crate::access`]); empty when the edges do not
+    /// check tokens. The agent appends `__token__=<value>` (percent-encoded) to the multivariant
+    /// playlist URL before handing it to hls.js; edges carry it into every playlist URI.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub cdn_token: String,
+    /// Ed25519 public key (hex, 32 bytes) that signs the origin's segment digests
+    /// ([`SegmentDigests`]); empty when digests are not signed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub digest_public_key: String,
 }
 
+/// Longest ASN allow or deny list in [`PeeringRules`], in entries.
+pub const MAX_ASN_RULES: usize = 32;
+
 /// Peering rules a content owner sets per content (distributor config).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct PeeringRules {
     /// Most peers one agent connects to at once.
@@ -55,11 +67,31 @@ pub struct PeeringRules {
     pub upload_allowed: bool,
     /// Whether agents on a cellular connection upload.
     pub upload_on_cellular: bool,
+    /// When not empty, only viewers in these autonomous systems (AS numbers, RFC 1930) take part
+    /// in P2P; the tracker offers no candidates to, and never offers, anyone else. At most
+    /// [`MAX_ASN_RULES`] entries.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub asn_allow: Vec<u32>,
+    /// Viewers in these autonomous systems never take part in P2P. At most [`MAX_ASN_RULES`]
+    /// entries.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub asn_deny: Vec<u32>,
 }
 
 impl Default for PeeringRules {
     fn default() -> Self {
-        Self { max_peers: 8, upload_allowed: true, upload_on_cellular: false }
+        Self { max_peers: 8, upload_allowed: true, upload_on_cellular: false, asn_allow: Vec::new(), asn_deny: Vec::new() }
+    }
+}
+
+impl PeeringRules {
+    /// Whether a viewer in `asn` (`None`: unknown AS) may take part in P2P under these rules.
+    /// An unknown AS passes a deny list but not an allow list.
+    pub fn asn_permitted(&self, asn: Option<u32>) -> bool {
+        match asn {
+            Some(asn) => !self.asn_deny.contains(&asn) && (self.asn_allow.is_empty() || self.asn_allow.contains(&asn)),
+            None => self.asn_allow.is_empty(),
+        }
     }
 }
 
@@ -113,11 +145,59 @@ pub struct PeersRequest {
     pub max: u32,
 }
 
+/// Longest peer list in a [`PeerReport`], in peers.
+pub const MAX_REPORTED_PEERS: usize = 64;
+
+/// What an agent may add to a [`PeersRequest`] about itself, so the tracker ranks candidates
+/// better. Every field is optional on the wire; an agent that sends none gets locality ranking
+/// only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PeerReport {
+    /// Measured uplink, in kbit/s; peers with more are offered first among equally close ones.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uplink_kbps: Option<u32>,
+    /// Whether the agent is on a cellular connection (navigator.connection.type).
+    pub cellular: bool,
+    /// Whether the viewer allows uploading (false: this peer is never offered to others).
+    pub upload_allowed: bool,
+    /// Peers this agent connected to successfully during the session (at most
+    /// [`MAX_REPORTED_PEERS`]); offered again before strangers.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub connected: Vec<PeerId>,
+    /// Peers this agent failed to connect to (at most [`MAX_REPORTED_PEERS`]); offered last.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failed: Vec<PeerId>,
+}
+
+impl Default for PeerReport {
+    fn default() -> Self {
+        Self { uplink_kbps: None, cellular: false, upload_allowed: true, connected: Vec::new(), failed: Vec::new() }
+    }
+}
+
+/// Body of `POST /v1/peers` with the agent's [`PeerReport`]: the same JSON object as a
+/// [`PeersRequest`] plus the report's fields, so the tracker accepts both.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeersRequestWithReport {
+    /// The request proper.
+    #[serde(flatten)]
+    pub request: PeersRequest,
+    /// What the agent tells about itself.
+    #[serde(flatten)]
+    pub report: PeerReport,
+}
+
 /// Answer of `POST /v1/peers` (tracker).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeersResponse {
     /// Candidates, best first; never the asking peer itself.
     pub peers: Vec<PeerId>,
+    /// The tracker's signed introduction of the asking peer to `peers` (see [`crate::intro`]).
+    /// The agent sends it to signalling as [`crate::signal::ClientMessage::Introduce`] before
+    /// offering to any of them. Empty from trackers that do not introduce.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub intro: String,
 }
 
 /// Body of `POST /v1/usage` (analytics): the agent's counters since the session started.
@@ -187,6 +267,69 @@ impl Default for ContentSettings {
     fn default() -> Self {
         Self { p2p_enabled: true, rollout_percent: 100, rules: PeeringRules::default() }
     }
+}
+
+/// Longest digest sidecar accepted by a reader, in bytes.
+pub const MAX_DIGESTS_BYTES: usize = 256 * 1024;
+
+/// The origin's digest sidecar of one media playlist (`GET /live/{content}/{name}.json` next to
+/// `{name}.m3u8`): the SHA-256 of every listed segment, computed at ingest, each signed with the
+/// origin's Ed25519 key, so an agent can check bytes it received from a peer.
+///
+/// Segment identity is `(content, playlist, msn)`, never a CDN host, so agents on different
+/// pathways verify against the same digests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentDigests {
+    /// Format version, 1.
+    pub version: u32,
+    /// Content id (one live stream).
+    pub content: String,
+    /// The media playlist's path below the content, e.g. `360p/index.m3u8`.
+    pub playlist: String,
+    /// One entry per segment the playlist lists, oldest first.
+    pub segments: Vec<SegmentDigest>,
+}
+
+/// The digest of one segment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentDigest {
+    /// Media sequence number.
+    pub msn: u64,
+    /// The segment URI as written in the playlist.
+    pub uri: String,
+    /// Size, in bytes.
+    pub bytes: u64,
+    /// SHA-256 of the bytes, lowercase hex.
+    pub sha256: String,
+    /// Ed25519 signature (lowercase hex, 64 bytes) of [`SegmentDigest::signed_message`]; empty
+    /// when the origin has no signing key.
+    #[serde(default)]
+    pub signature: String,
+}
+
+impl SegmentDigest {
+    /// The exact bytes the signature covers:
+    /// `swarmcast-digest-v1\n{content}\n{playlist}\n{msn}\n{bytes}\n{sha256}`.
+    pub fn signed_message(&self, content: &str, playlist: &str) -> Vec<u8> {
+        format!("swarmcast-digest-v1\n{content}\n{playlist}\n{}\n{}\n{}", self.msn, self.bytes, self.sha256).into_bytes()
+    }
+}
+
+/// An HLS content steering manifest (draft-pantos-hls-rfc8216bis §7.2), as served to hls.js.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SteeringManifest {
+    /// Always 1.
+    #[serde(rename = "VERSION")]
+    pub version: u32,
+    /// Seconds until the client reloads the manifest.
+    #[serde(rename = "TTL")]
+    pub ttl_s: u64,
+    /// Where to reload it from (carries the session id).
+    #[serde(rename = "RELOAD-URI")]
+    pub reload_uri: String,
+    /// Pathway ids, most preferred first; every id is declared in the multivariant playlist.
+    #[serde(rename = "PATHWAY-PRIORITY")]
+    pub pathway_priority: Vec<String>,
 }
 
 /// A JSON error body every server returns with a 4xx/5xx status.

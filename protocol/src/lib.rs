@@ -9,13 +9,17 @@
 //! | [`signal`] | agent ↔ signalling server (SDP offer/answer, ICE candidates) | JSON text frames over a websocket |
 //! | [`peer`] | agent ↔ agent over a WebRTC data channel | binary, see [`peer::Message`] |
 //! | [`token`] | tokens minted by the tracker, checked by signalling | HMAC-SHA256, base64url |
+//! | [`access`] | CDN access tokens minted by the distributor, checked by edges | HMAC-SHA256, EdgeAuth-style text |
+//! | [`intro`] | the tracker's introductions, carried by the agent to signalling | HMAC-SHA256, base64url |
 //!
 //! Every decoder bounds what it reads: see the `MAX_*` constants next to each type.
 #![deny(missing_docs)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod access;
 pub mod api;
 mod ids;
+pub mod intro;
 pub mod peer;
 pub mod signal;
 pub mod token;

@@ -62,6 +62,13 @@ pub enum ClientMessage {
     },
     /// Keep-alive; the server answers [`ServerMessage::Pong`].
     Ping,
+    /// Hands signalling the tracker's introduction from [`crate::api::PeersResponse::intro`]:
+    /// offers to the peers it names are relayed until it expires. No answer on success; an
+    /// [`ServerMessage::Error`] `bad_intro` when it does not verify.
+    Introduce {
+        /// The introduction token ([`crate::intro`]).
+        intro: String,
+    },
 }
 
 /// A frame from the signalling server to an agent.

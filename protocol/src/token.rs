@@ -12,9 +12,10 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use crate::PeerId;
+use crate::api::PeeringRules;
 
-/// Longest token accepted, in bytes.
-pub const MAX_TOKEN_LEN: usize = 1024;
+/// Longest token accepted, in bytes (claims with the longest [`PeeringRules`] ASN lists fit).
+pub const MAX_TOKEN_LEN: usize = 2048;
 
 /// What a token asserts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,6 +28,10 @@ pub struct Claims {
     pub peer_id: Option<PeerId>,
     /// Expiry, in seconds since the Unix epoch.
     pub expires_at_s: u64,
+    /// The content owner's peering rules, set by the distributor in its pre-init token so the
+    /// tracker applies them when matching (absent in older tokens and in the tracker's own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules: Option<PeeringRules>,
 }
 
 /// Why a token was refused.
@@ -46,10 +51,7 @@ pub enum TokenError {
 
 /// Signs `claims` with `secret`.
 pub fn sign(secret: &[u8], claims: &Claims) -> String {
-    // Serializing plain strings and integers cannot fail.
-    let body = serde_json::to_vec(claims).unwrap_or_default();
-    let mac = mac(secret, &body);
-    format!("{}.{}", URL_SAFE_NO_PAD.encode(&body), URL_SAFE_NO_PAD.encode(mac))
+    sign_json(secret, claims)
 }
 
 /// Checks `token` against `secret` at `now_s` (seconds since the Unix epoch) and returns its claims.
@@ -57,7 +59,29 @@ pub fn sign(secret: &[u8], claims: &Claims) -> String {
 /// # Errors
 /// [`TokenError`]: malformed, bad signature, or expired (`expires_at_s <= now_s`).
 pub fn verify(secret: &[u8], token: &str, now_s: u64) -> Result<Claims, TokenError> {
-    if token.len() > MAX_TOKEN_LEN {
+    let claims: Claims = verify_json(secret, token, MAX_TOKEN_LEN)?;
+    if claims.expires_at_s <= now_s {
+        return Err(TokenError::Expired);
+    }
+    Ok(claims)
+}
+
+/// Signs any serializable `body` in the token shape of this module.
+pub(crate) fn sign_json<T: Serialize>(secret: &[u8], body: &T) -> String {
+    // Serializing plain strings, integers and lists of them cannot fail.
+    let body = serde_json::to_vec(body).unwrap_or_default();
+    let mac = mac(secret, &body);
+    format!("{}.{}", URL_SAFE_NO_PAD.encode(&body), URL_SAFE_NO_PAD.encode(mac))
+}
+
+/// Checks the MAC of a token of at most `max_len` bytes and parses its body; expiry is the
+/// caller's business.
+pub(crate) fn verify_json<T: for<'de> Deserialize<'de>>(
+    secret: &[u8],
+    token: &str,
+    max_len: usize,
+) -> Result<T, TokenError> {
+    if token.len() > max_len {
         return Err(TokenError::Malformed);
     }
     let (body, sig) = token.split_once('.').ok_or(TokenError::Malformed)?;
@@ -66,11 +90,7 @@ pub fn verify(secret: &[u8], token: &str, now_s: u64) -> Result<Claims, TokenErr
     let mut check = Hmac::<Sha256>::new_from_slice(secret).map_err(|_| TokenError::Malformed)?;
     check.update(&body);
     check.verify_slice(&sig).map_err(|_| TokenError::BadSignature)?;
-    let claims: Claims = serde_json::from_slice(&body).map_err(|_| TokenError::Malformed)?;
-    if claims.expires_at_s <= now_s {
-        return Err(TokenError::Expired);
-    }
-    Ok(claims)
+    serde_json::from_slice(&body).map_err(|_| TokenError::Malformed)
 }
 
 fn mac(secret: &[u8], body: &[u8]) -> Vec<u8> {
@@ -90,6 +110,7 @@ mod tests {
             content: "live".into(),
             peer_id: Some("p1".parse().unwrap()),
             expires_at_s: 1_000,
+            rules: None,
         }
     }
 
@@ -110,6 +131,6 @@ mod tests {
         let sig = t.split_once('.').unwrap().1;
         assert_eq!(verify(b"secret", &format!("{forged_body}.{sig}"), 0), Err(TokenError::BadSignature));
         assert_eq!(verify(b"secret", "garbage", 0), Err(TokenError::Malformed));
-        assert_eq!(verify(b"secret", &"a".repeat(2000), 0), Err(TokenError::Malformed));
+        assert_eq!(verify(b"secret", &"a".repeat(MAX_TOKEN_LEN + 1), 0), Err(TokenError::Malformed));
     }
 }

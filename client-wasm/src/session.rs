@@ -1,0 +1,298 @@
+//! The control plane (ARCHITECTURE.md §3): distributor config, tracker `init`/`track`/`peers`,
+//! analytics usage reports. Every call has a timeout; a failure only turns off the part that
+//! needed it (no config or no init: CDN-only; no analytics: no reports). Playback never waits.
+
+use engine::{Engine, Input};
+use js_sys::Reflect;
+use protocol::PeerId;
+use protocol::api::{
+    ConfigResponse, InitRequest, InitResponse, PeersRequest, PeersResponse, TrackRequest, UsageReport,
+};
+use protocol::signal::ClientMessage;
+use wasm_bindgen::JsValue;
+
+use crate::driver::{self, Mode, ShellRef};
+use crate::js::{self, Timer};
+use crate::{http, signalling, wire};
+
+/// Agent library version sent to the distributor.
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Most peers the agent keeps, whatever the rules say.
+const MAX_PEERS_CAP: u32 = 32;
+
+/// Most candidates taken from one tracker answer.
+const MAX_CANDIDATES: usize = 64;
+
+/// Period of the `track` keep-alive, in ms. The tracker drops peers silent for a minute (its
+/// `peer_timeout_s`), and `peers` calls stop once the engine has all the peers it wants.
+const TRACK_KEEPALIVE_MS: u32 = 20_000;
+
+/// The P2P session, once the tracker issued a peerId.
+pub(crate) struct Session {
+    /// The tracker's peerId for this agent.
+    pub(crate) peer_id: PeerId,
+    token: String,
+    tracker_url: String,
+    max_peers: u32,
+    tracked: Option<u32>,
+    track_in_flight: bool,
+    peers_in_flight: bool,
+    _keepalive: Option<Timer>,
+}
+
+/// Periodic usage reports to analytics. After a failed report the next ones are skipped for a
+/// while (doubling up to a minute); counters are cumulative, so nothing is lost.
+pub(crate) struct Reporting {
+    url: String,
+    session: String,
+    seq: u64,
+    in_flight: bool,
+    failures: u32,
+    skip_until_ms: u64,
+    _timer: Option<Timer>,
+}
+
+/// Longest pause of reports after failures, in ms.
+const MAX_REPORT_BACKOFF_MS: u64 = 60_000;
+
+/// Runs the session setup: config, then init, then signalling. Resolves to the mode reached
+/// (`p2p`, `cdn` or `destroyed`); never fails.
+pub(crate) async fn start(shell: ShellRef) -> &'static str {
+    let options = {
+        let mut s = shell.borrow_mut();
+        if s.started || s.mode == Mode::Destroyed {
+            return s.mode.name();
+        }
+        s.started = true;
+        s.options.clone()
+    };
+    let timeout = options.http_timeout_ms;
+    let mut config = None;
+    if !options.distributor_url.is_empty() {
+        let url = wire::config_url(&options.distributor_url, &options.customer, &options.content, VERSION);
+        match http::get_json::<ConfigResponse>(&url, timeout).await {
+            Ok(c) => config = Some(c),
+            Err(e) => shell.borrow().log(&format!("config: {e}; CDN only")),
+        }
+    }
+    let mut init = None;
+    if let Some(c) = config.as_ref().filter(|c| c.p2p_enabled && options.p2p && rtc_supported()) {
+        let body = InitRequest {
+            customer: options.customer.clone(),
+            content: options.content.clone(),
+            token: c.token.clone(),
+            protocol_version: protocol::PROTOCOL_VERSION,
+        };
+        match http::post_json::<_, InitResponse>(&wire::endpoint(&c.tracker_url, "/v1/init"), &body, timeout).await {
+            Ok(i) => init = Some(i),
+            Err(e) => shell.borrow().log(&format!("init: {e}; CDN only")),
+        }
+    }
+    if shell.borrow().mode == Mode::Destroyed {
+        return Mode::Destroyed.name();
+    }
+
+    let rules = config.as_ref().map(|c| c.rules.clone()).unwrap_or_default();
+    let max_peers = rules.max_peers.min(MAX_PEERS_CAP);
+    let engine_config = engine::Config {
+        max_peers,
+        upload_allowed: rules.upload_allowed && (rules.upload_on_cellular || !on_cellular()),
+        seed: js::random_seed(),
+        ..engine::Config::default()
+    };
+    let (local, mode) = match &init {
+        Some(i) => (i.peer_id.clone(), Mode::P2p),
+        #[allow(clippy::expect_used)]
+        // Invariant: random_id() is 16 characters of [A-Za-z0-9], always a valid peerId.
+        None => (js::random_id().parse().expect("random ids are valid peerIds"), Mode::Cdn),
+    };
+    {
+        let mut s = shell.borrow_mut();
+        if let Some(c) = &config {
+            let session = init.as_ref().map_or_else(js::random_id, |i| i.peer_id.to_string());
+            let weak = s.weak();
+            let timer = Timer::every(options.report_interval_ms.max(100), move || {
+                if let Some(shell) = weak.upgrade() {
+                    send_report(&shell, false);
+                }
+            });
+            let url = wire::endpoint(&c.analytics_url, "/v1/usage");
+            s.reporting = Some(Reporting {
+                url,
+                session,
+                seq: 0,
+                in_flight: false,
+                failures: 0,
+                skip_until_ms: 0,
+                _timer: timer,
+            });
+        }
+        if let Some(i) = &init {
+            let weak = s.weak();
+            let keepalive = Timer::every(TRACK_KEEPALIVE_MS, move || {
+                if let Some(shell) = weak.upgrade() {
+                    track(&shell, true);
+                }
+            });
+            s.session = Some(Session {
+                peer_id: i.peer_id.clone(),
+                token: i.token.clone(),
+                tracker_url: config.as_ref().map(|c| c.tracker_url.clone()).unwrap_or_default(),
+                max_peers,
+                tracked: None,
+                track_in_flight: false,
+                peers_in_flight: false,
+                _keepalive: keepalive,
+            });
+            s.peers.set_local(i.peer_id.clone(), max_peers);
+        }
+        s.log(&format!("session {} as {local}", mode.name()));
+    }
+    driver::install_engine(&shell, Engine::new(engine_config, local), mode);
+    if let (Some(i), Some(c)) = (&init, &config) {
+        signalling::open(&shell, wire::signalling_url(&c.signalling_url, i.peer_id.as_str(), &i.token));
+        rendition_changed(&shell);
+    }
+    mode.name()
+}
+
+/// Tells the tracker the rendition the player now plays (`POST /v1/track`), then asks for
+/// peers in that swarm. No-op without a P2P session or while a call is in flight.
+pub(crate) fn rendition_changed(shell: &ShellRef) {
+    track(shell, false);
+}
+
+/// Sends `track` when the rendition changed, or always with `keepalive`; after a change, asks
+/// for peers in the new swarm.
+fn track(shell: &ShellRef, keepalive: bool) {
+    let (url, body, timeout, changed) = {
+        let mut s = shell.borrow_mut();
+        let Some(rendition) = s.counters.rendition else { return };
+        let timeout = s.options.http_timeout_ms;
+        let Some(session) = s.session.as_mut() else { return };
+        let changed = session.tracked != Some(rendition);
+        if session.track_in_flight || !(keepalive || changed) {
+            return;
+        }
+        session.track_in_flight = true;
+        let body = TrackRequest { peer_id: session.peer_id.clone(), token: session.token.clone(), rendition };
+        (wire::endpoint(&session.tracker_url, "/v1/track"), body, timeout, changed)
+    };
+    let weak = shell.borrow().weak();
+    wasm_bindgen_futures::spawn_local(async move {
+        let ok = http::post(&url, &body, timeout, false).await.is_ok();
+        let Some(shell) = weak.upgrade() else { return };
+        let again = {
+            let mut s = shell.borrow_mut();
+            let current = s.counters.rendition;
+            let Some(session) = s.session.as_mut() else { return };
+            session.track_in_flight = false;
+            if ok {
+                session.tracked = Some(body.rendition);
+            }
+            ok && current != Some(body.rendition)
+        };
+        if ok && changed {
+            request_peers(&shell);
+        }
+        if again {
+            rendition_changed(&shell);
+        }
+    });
+}
+
+/// Asks the tracker for candidates (`POST /v1/peers`) and feeds them to the engine.
+pub(crate) fn request_peers(shell: &ShellRef) {
+    let (url, body, timeout, local) = {
+        let mut s = shell.borrow_mut();
+        let Some(rendition) = s.counters.rendition else { return };
+        let timeout = s.options.http_timeout_ms;
+        let Some(session) = s.session.as_mut() else { return };
+        if session.peers_in_flight {
+            return;
+        }
+        session.peers_in_flight = true;
+        let body = PeersRequest {
+            peer_id: session.peer_id.clone(),
+            token: session.token.clone(),
+            rendition,
+            max: session.max_peers,
+        };
+        (wire::endpoint(&session.tracker_url, "/v1/peers"), body, timeout, session.peer_id.clone())
+    };
+    let weak = shell.borrow().weak();
+    wasm_bindgen_futures::spawn_local(async move {
+        let answer = http::post_json::<_, PeersResponse>(&url, &body, timeout).await;
+        let Some(shell) = weak.upgrade() else { return };
+        if let Some(session) = shell.borrow_mut().session.as_mut() {
+            session.peers_in_flight = false;
+        }
+        let Ok(answer) = answer else { return };
+        if !answer.intro.is_empty() {
+            // Signalling relays offers only to peers the tracker introduced; this frame goes out
+            // on the same socket before any offer the candidates lead to.
+            if let Some(sig) = shell.borrow().signalling.as_ref() {
+                sig.send(&ClientMessage::Introduce { intro: answer.intro });
+            }
+        }
+        let peers: Vec<PeerId> = answer.peers.into_iter().filter(|p| *p != local).take(MAX_CANDIDATES).collect();
+        shell.borrow().log(&format!("tracker offered {} peers", peers.len()));
+        if !peers.is_empty() {
+            driver::feed(&shell, Input::PeersDiscovered { peers });
+        }
+    });
+}
+
+/// Sends the next cumulative usage report. Periodic reports skip while one is in flight;
+/// `flush` always sends, with `keepalive` so it survives the page closing. The report is built
+/// now, so `flush(); destroy()` still sends the final numbers.
+pub(crate) fn send_report(shell: &ShellRef, flush: bool) -> Option<impl Future<Output = ()> + 'static> {
+    let (url, report, timeout) = prepare_report(shell, flush)?;
+    let weak = shell.borrow().weak();
+    let fut = async move {
+        let ok = http::post(&url, &report, timeout, flush).await.is_ok();
+        let Some(shell) = weak.upgrade() else { return };
+        let mut s = shell.borrow_mut();
+        let interval = u64::from(s.options.report_interval_ms);
+        let Some(r) = s.reporting.as_mut() else { return };
+        r.in_flight = false;
+        r.failures = if ok { 0 } else { r.failures.saturating_add(1) };
+        let pause = interval.saturating_mul(1 << r.failures.min(10)).min(MAX_REPORT_BACKOFF_MS);
+        r.skip_until_ms = if ok { 0 } else { js::now_ms() + pause };
+    };
+    if flush {
+        return Some(fut);
+    }
+    wasm_bindgen_futures::spawn_local(fut);
+    None
+}
+
+fn prepare_report(shell: &ShellRef, flush: bool) -> Option<(String, UsageReport, u32)> {
+    let mut s = shell.borrow_mut();
+    let counters = s.counters();
+    let options = s.options.clone();
+    let r = s.reporting.as_mut()?;
+    if !flush && (r.in_flight || js::now_ms() < r.skip_until_ms) {
+        return None;
+    }
+    r.in_flight = true;
+    let report = wire::usage_report(&options, &r.session, r.seq, &counters);
+    r.seq += 1;
+    Some((r.url.clone(), report, options.http_timeout_ms))
+}
+
+/// Whether this browser has `RTCPeerConnection`.
+fn rtc_supported() -> bool {
+    Reflect::has(&js_sys::global(), &JsValue::from_str("RTCPeerConnection")).unwrap_or(false)
+}
+
+/// Whether the Network Information API says the connection is cellular (Chromium on Android).
+fn on_cellular() -> bool {
+    let get = |obj: &JsValue, key: &str| Reflect::get(obj, &JsValue::from_str(key)).ok();
+    get(&js_sys::global(), "navigator")
+        .and_then(|n| get(&n, "connection"))
+        .and_then(|c| get(&c, "type"))
+        .and_then(|t| t.as_string())
+        .is_some_and(|t| t == "cellular")
+}
