@@ -73,7 +73,8 @@ fn main() -> Result<()> {
         Task::Test { no_e2e } => {
             deps::install(!no_e2e)?;
             wasm::build(&root)?;
-            run("cargo", &["test", "--workspace", "--exclude", "swarmcast-client-wasm"])?;
+            run("cargo", &["test", "--workspace"])?;
+            run("node", &["--test", "client-wasm/js/test/"])?;
             run(
                 "cargo",
                 &[

@@ -27,6 +27,8 @@ pub(crate) fn build(root: &Path) -> Result<()> {
         .web(true)
         .context("wasm-bindgen --target web")?
         .typescript(true)
+        // Like the wasm-bindgen CLI: `init()` with no argument finds the .wasm beside the glue.
+        .omit_default_module_path(false)
         .generate(&out)
         .context("wasm-bindgen")?;
     let wasm_opt = root.join("node_modules/.bin/wasm-opt");
