@@ -3,6 +3,12 @@
 //! Binds one listener per server (ephemeral ports) plus the viewer page's port, wires their URLs
 //! and a shared random secret together, starts the transcoder pushing into the origin, waits for
 //! the multivariant playlist, then prints the page URL (and a `SWARMCAST_DEMO_URL=` line for scripts).
+//!
+//! Delivery is multi-CDN: origin → shield (an edge in this process) → two edges, `cdn-a` and
+//! `cdn-b`, each its own `swarmcast origin --mode edge` child process (so a test can kill one:
+//! their pids are printed as `SWARMCAST_CDN_A_PID=` and `SWARMCAST_CDN_B_PID=`). The page gets the
+//! origin's steered multivariant playlist, which lists every rendition on both CDNs with content
+//! steering fed by the origin's prober, and carries a CDN access token the edges check.
 #![allow(clippy::print_stdout)]
 
 use std::net::{IpAddr, SocketAddr};
@@ -49,6 +55,12 @@ pub(crate) struct Args {
     /// any of tracker, signalling, analytics.
     #[arg(long, value_delimiter = ',')]
     dead: Vec<Dead>,
+    /// `TTL` of the content steering manifest, in seconds.
+    #[arg(long, default_value_t = 4)]
+    steering_ttl_s: u64,
+    /// Time between two probes of each CDN, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    probe_interval_ms: u64,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -84,7 +96,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
 
     let secret = random_hex(32);
     let ingest_token = random_hex(16);
+    let cdn_secret = random_hex(32);
+    let digest_seed = random_hex(32);
     let origin_l = bind(ip, 0).await?;
+    let shield_l = bind(ip, 0).await?;
     let distributor_l = bind(ip, 0).await?;
     let tracker_l = bind(ip, 0).await?;
     let signalling_l = bind(ip, 0).await?;
@@ -95,6 +110,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let dead_url = dead_address(ip).await?;
     let url_of = |which: Dead, live: String| if args.dead.contains(&which) { dead_url.clone() } else { live };
     let origin_url = base(&origin_l)?;
+    let shield_url = base(&shield_l)?;
+    let cdn_a_url = dead_address(ip).await?;
+    let cdn_b_url = dead_address(ip).await?;
     let distributor_url = base(&distributor_l)?;
     let tracker_url = url_of(Dead::Tracker, base(&tracker_l)?);
     let signalling_url =
@@ -102,13 +120,36 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let analytics_url = url_of(Dead::Analytics, base(&analytics_l)?);
 
     let mut tasks = tokio::task::JoinSet::new();
-    let origin_config = origin::Config { ingest_token: ingest_token.clone(), ..Default::default() };
+    let pathways = [("cdn-a", &cdn_a_url), ("cdn-b", &cdn_b_url)]
+        .map(|(id, url)| origin::steering::Pathway { id: id.into(), base_url: url.clone() });
+    let origin_config = origin::Config {
+        ingest_token: ingest_token.clone(),
+        digest_signing_key: digest_seed.clone(),
+        steering: origin::steering::SteeringConfig {
+            pathways: pathways.to_vec(),
+            ttl_s: args.steering_ttl_s,
+            probe_interval_ms: args.probe_interval_ms,
+            access_secret: cdn_secret.clone(),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
     tasks.spawn(origin::run(origin_config, origin_l, stop()));
+    let shield_config = origin::Config {
+        mode: origin::Mode::Edge,
+        edge: origin::EdgeConfig { name: "shield".into(), upstream_url: origin_url.clone(), ..Default::default() },
+        ..Default::default()
+    };
+    tasks.spawn(origin::run(shield_config, shield_l, stop()));
+    let cdn_a = spawn_edge("cdn-a", &cdn_a_url, &shield_url, &cdn_secret)?;
+    let cdn_b = spawn_edge("cdn-b", &cdn_b_url, &shield_url, &cdn_secret)?;
     let distributor_config = distributor::Config {
         secret: secret.clone(),
         tracker_url: tracker_url.clone(),
         signalling_url: signalling_url.clone(),
         analytics_url: analytics_url.clone(),
+        cdn_secret: cdn_secret.clone(),
+        digest_public_key: origin::digest::public_key_hex(&digest_seed).unwrap_or_default(),
         ..Default::default()
     };
     tasks.spawn(distributor::run(distributor_config, distributor_l, stop()));
@@ -119,7 +160,15 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     tasks.spawn(analytics::run(analytics::Config::default(), analytics_l, stop()));
 
     let stream_url = format!("{origin_url}/live/{}", args.content);
-    let master_url = format!("{stream_url}/master.m3u8");
+    // The page's one token for the whole demo; the distributor issues one per session too.
+    let grant = protocol::access::Grant {
+        expires_at_s: service::unix_now_s() + 7 * 24 * 3600,
+        path_prefix: format!("/live/{}/", args.content),
+        ip: None,
+    };
+    let page_token = origin::edge::encode_token(&protocol::access::sign(cdn_secret.as_bytes(), &grant));
+    let origin_master_url = format!("{stream_url}/master.m3u8");
+    let master_url = format!("{origin_url}/steer/{}/master.m3u8?__token__={page_token}", args.content);
     let transcoder_config = transcoder::Config {
         origin_url: stream_url,
         ingest_token,
@@ -140,13 +189,21 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let page_url = format!("http://{}/", web_l.local_addr()?);
     tasks.spawn(web::run(root, page, web_l, stop()));
 
-    wait_for_stream(&master_url).await?;
+    wait_for_stream(&origin_master_url).await?;
+    wait_for_stream(&format!("{cdn_a_url}/healthz")).await?;
+    wait_for_stream(&format!("{cdn_b_url}/healthz")).await?;
     println!("Swarmcast demo is live. Open {page_url} in two or more tabs (Ctrl-C stops).");
-    println!("  origin       {origin_url}   (multivariant playlist: {master_url})");
+    println!("  origin       {origin_url}   (multivariant playlist: {origin_master_url})");
+    println!("  shield       {shield_url}");
+    println!("  cdn-a        {cdn_a_url}");
+    println!("  cdn-b        {cdn_b_url}");
+    println!("  steering     {origin_url}/steer/health   (steered playlist: {master_url})");
     println!("  distributor  {distributor_url}");
     println!("  tracker      {tracker_url}");
     println!("  signalling   {signalling_url}");
     println!("  analytics    {analytics_url}   (GET /v1/summary?content={})", args.content);
+    println!("SWARMCAST_CDN_A_PID={}", cdn_a.id().unwrap_or(0));
+    println!("SWARMCAST_CDN_B_PID={}", cdn_b.id().unwrap_or(0));
     println!("SWARMCAST_DEMO_URL={page_url}");
 
     tokio::select! {
@@ -156,8 +213,22 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     let _ = stop_tx.send(true);
+    for mut child in [cdn_a, cdn_b] {
+        let _ = child.kill().await;
+    }
     while tasks.join_next().await.is_some() {}
     Ok(())
+}
+
+/// Starts `swarmcast origin --mode edge` as a child process serving `url` in front of `upstream`.
+fn spawn_edge(name: &str, url: &str, upstream: &str, access_secret: &str) -> anyhow::Result<tokio::process::Child> {
+    let listen = url.trim_start_matches("http://");
+    tokio::process::Command::new(std::env::current_exe()?)
+        .args(["origin", "--mode", "edge", "--name", name, "--upstream", upstream, "--listen", listen])
+        .env("SWARMCAST_ORIGIN_EDGE__ACCESS_SECRET", access_secret)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting edge {name}"))
 }
 
 fn ladder(ladder: Ladder) -> Vec<transcoder::Rung> {

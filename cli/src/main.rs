@@ -3,8 +3,14 @@
 //! - `swarmcast demo`: the whole system on one machine (origin, transcoder with a live test
 //!   stream, distributor, tracker, signalling, analytics and the viewer page) and prints the URL.
 //! - `swarmcast serve <service>`: one server alone, configured from a TOML file and environment.
+//! - `swarmcast origin [--mode edge --upstream URL]`: the live origin, or a caching edge/shield.
+//! - `swarmcast monitor URL…`: the HLS conformance checker.
+//! - `swarmcast bench tracker|signalling`: load generators (docs/BENCHMARKS.md).
 
+mod bench;
 mod demo;
+mod monitor;
+mod origin_cmd;
 mod serve;
 mod web;
 
@@ -23,6 +29,12 @@ enum Command {
     Demo(demo::Args),
     /// Run one server alone.
     Serve(serve::Args),
+    /// Run the live origin, or a caching edge/shield in front of it.
+    Origin(origin_cmd::Args),
+    /// Check live HLS playlists for conformance.
+    Monitor(monitor::Args),
+    /// Load-test a server and report throughput, latency and memory.
+    Bench(bench::Args),
 }
 
 #[tokio::main]
@@ -31,5 +43,8 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Demo(args) => demo::run(args).await,
         Command::Serve(args) => serve::run(args).await,
+        Command::Origin(args) => origin_cmd::run(args).await,
+        Command::Monitor(args) => monitor::run(args).await,
+        Command::Bench(args) => bench::run(args).await,
     }
 }

@@ -93,8 +93,13 @@ pub(crate) struct Shell {
     direct: VecMap<SegmentId, Fetch>,
     next_generation: u64,
     timer: Option<(Millis, Timer)>,
+    /// Samples the uplink for the engine.
+    uplink_timer: Option<Timer>,
     weak: Weak<RefCell<Shell>>,
 }
+
+/// How often the uplink is measured, in ms.
+const UPLINK_SAMPLE_MS: u32 = 500;
 
 impl Shell {
     /// Creates the shell; it plays over plain HTTP until [`install_engine`].
@@ -117,6 +122,7 @@ impl Shell {
                 direct: VecMap::default(),
                 next_generation: 0,
                 timer: None,
+                uplink_timer: None,
                 weak: weak.clone(),
             })
         })
@@ -168,6 +174,25 @@ pub(crate) fn install_engine(shell: &ShellRef, engine: Engine, mode: Mode) {
         }
         s.engine = Some(engine);
         s.mode = mode;
+        if mode == Mode::P2p {
+            let weak = s.weak();
+            s.uplink_timer = Timer::every(UPLINK_SAMPLE_MS, move || {
+                if let Some(shell) = weak.upgrade() {
+                    sample_uplink(&shell);
+                }
+            });
+        }
+    }
+    drive(shell);
+}
+
+/// Tells the engine what the uplink carries now (see [`crate::peer::uplink_sample`]).
+fn sample_uplink(shell: &ShellRef) {
+    let (rate, queued) = crate::peer::uplink_sample(shell, js::now_f64());
+    {
+        let mut s = shell.borrow_mut();
+        let Some(engine) = s.engine.as_mut() else { return };
+        engine.handle_uplink(js::now_ms(), rate, queued);
     }
     drive(shell);
 }
@@ -390,6 +415,7 @@ pub(crate) fn destroy(shell: &ShellRef) {
         let mut s = shell.borrow_mut();
         s.mode = Mode::Destroyed;
         s.timer = None;
+        s.uplink_timer = None;
         s.reporting = None;
         s.session = None;
         for (_, f) in std::mem::take(&mut s.http).into_iter().chain(std::mem::take(&mut s.direct)) {

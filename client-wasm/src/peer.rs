@@ -43,6 +43,11 @@ const MAX_PENDING_ICE: usize = 64;
 const CONNECT_TIMEOUT_MS: u32 = 15_000;
 /// Label of the data channel.
 const CHANNEL_LABEL: &str = "swarmcast";
+/// The uplink counts as backlogged (so its drain measures its speed) above this many bytes
+/// buffered in all channels and queues.
+const BACKLOG_BYTES: f64 = 64.0 * 1024.0;
+/// Type byte of a peer protocol chunk (segment data); every other message is control.
+const CHUNK_TYPE: u8 = 3;
 
 type Handler = Closure<dyn FnMut(JsValue)>;
 
@@ -53,6 +58,10 @@ pub(crate) struct Peers {
     max_conns: usize,
     conns: VecMap<PeerId, Conn>,
     next_id: u64,
+    /// The last uplink sample: when (ms) and how many bytes were buffered then.
+    last_sample: Option<(f64, f64)>,
+    /// Bytes handed to data channels since the last sample.
+    sent_since_sample: f64,
 }
 
 impl Peers {
@@ -95,16 +104,45 @@ impl Conn {
         self.handlers.clear();
     }
 
-    /// Sends queued messages while the channel's buffer is below the high-water mark.
-    fn flush(&mut self) -> Result<(), JsValue> {
-        let Some(dc) = self.dc.as_ref().filter(|_| self.open) else { return Ok(()) };
+    /// Sends queued messages while the channel's buffer is below the high-water mark; returns
+    /// how many bytes went into the channel.
+    fn flush(&mut self) -> Result<usize, JsValue> {
+        let Some(dc) = self.dc.as_ref().filter(|_| self.open) else { return Ok(0) };
+        let mut sent = 0;
         while dc.buffered_amount() <= HIGH_WATER_BYTES {
             let Some(msg) = self.queue.pop_front() else { break };
             self.queued_bytes -= msg.len();
+            sent += msg.len();
             dc.send_with_u8_array(&msg)?;
         }
-        Ok(())
+        Ok(sent)
     }
+
+    /// Bytes waiting: in our queue and in the channel's buffer.
+    fn backlog(&self) -> f64 {
+        let buffered = self.dc.as_ref().map_or(0, RtcDataChannel::buffered_amount);
+        self.queued_bytes as f64 + f64::from(buffered)
+    }
+}
+
+/// Measures the uplink: bytes that left the browser's channel buffers since the last sample,
+/// over the time, counted only when the uplink was backlogged at both samples (else it would
+/// measure our demand, not its capacity). Returns the throughput in bytes/s (0: not measured
+/// this time) and the bytes still waiting to be sent.
+pub(crate) fn uplink_sample(shell: &ShellRef, now_ms: f64) -> (u64, u64) {
+    let mut s = shell.borrow_mut();
+    let peers = &mut s.peers;
+    let backlog: f64 = peers.conns.iter().map(|(_, c)| c.backlog()).sum();
+    let sent = std::mem::take(&mut peers.sent_since_sample);
+    let rate = match peers.last_sample.replace((now_ms, backlog)) {
+        Some((at, before)) if before >= BACKLOG_BYTES && backlog >= BACKLOG_BYTES && now_ms > at => {
+            let drained = (before + sent - backlog).max(0.0);
+            drained * 1_000.0 / (now_ms - at)
+        }
+        _ => 0.0,
+    };
+    // Saturating float-to-int casts of non-negative values.
+    (rate as u64, backlog as u64)
 }
 
 /// The engine wants a connection to `peer`: offer one unless there is one already.
@@ -158,13 +196,31 @@ pub(crate) fn close_all(shell: &ShellRef, signalling: Option<&Signalling>) {
 }
 
 /// Sends one engine message to `peer`, queueing it while the channel is full or not yet open.
+/// Control messages (announcements, requests, refusals) pass the segment data still queued, so
+/// that a busy uplink does not delay what steers the swarm.
 pub(crate) fn send(shell: &ShellRef, peer: &PeerId, bytes: Vec<u8>) {
     let failed = {
         let mut s = shell.borrow_mut();
-        let Some(conn) = s.peers.conns.get_mut(peer) else { return };
+        let peers = &mut s.peers;
+        let Some(conn) = peers.conns.get_mut(peer) else { return };
         conn.queued_bytes += bytes.len();
-        conn.queue.push_back(bytes);
-        if conn.queued_bytes > MAX_QUEUED_BYTES { Some(conn.id) } else { conn.flush().err().map(|_| conn.id) }
+        if bytes.get(1) == Some(&CHUNK_TYPE) {
+            conn.queue.push_back(bytes);
+        } else {
+            let at = conn.queue.iter().position(|m| m.get(1) == Some(&CHUNK_TYPE)).unwrap_or(conn.queue.len());
+            conn.queue.insert(at, bytes);
+        }
+        if conn.queued_bytes > MAX_QUEUED_BYTES {
+            Some(conn.id)
+        } else {
+            match conn.flush() {
+                Ok(sent) => {
+                    peers.sent_since_sample += sent as f64;
+                    None
+                }
+                Err(_) => Some(conn.id),
+            }
+        }
     };
     if let Some(id) = failed {
         drop_conn(shell, peer, id, true);
@@ -404,7 +460,13 @@ fn attach_channel(shell: &ShellRef, peer: &PeerId, id: u64, dc: RtcDataChannel) 
             conn.open = true;
             conn.engine_knows = true;
             conn._timeout = None;
-            let failed = conn.flush().is_err();
+            let failed = match conn.flush() {
+                Ok(sent) => {
+                    s.peers.sent_since_sample += sent as f64;
+                    false
+                }
+                Err(_) => true,
+            };
             s.log(&format!("peer {p} connected"));
             failed
         };
@@ -436,7 +498,13 @@ fn attach_channel(shell: &ShellRef, peer: &PeerId, id: u64, dc: RtcDataChannel) 
         let failed = {
             let mut s = shell.borrow_mut();
             let Some(conn) = s.peers.conns.get_mut(&p).filter(|c| c.id == id) else { return };
-            conn.flush().is_err()
+            match conn.flush() {
+                Ok(sent) => {
+                    s.peers.sent_since_sample += sent as f64;
+                    false
+                }
+                Err(_) => true,
+            }
         };
         if failed {
             drop_conn(&shell, &p, id, true);

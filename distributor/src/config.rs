@@ -1,6 +1,6 @@
 //! The distributor's configuration: where the other services are, and the settings per content.
 
-use protocol::api::{ContentSettings, MAX_NAME_LEN, PeeringRules};
+use protocol::api::{ContentSettings, MAX_ASN_RULES, MAX_NAME_LEN, PeeringRules};
 use serde::{Deserialize, Serialize};
 
 /// Distributor configuration (defaults < TOML file < `SWARMCAST_DISTRIBUTOR_*` env vars).
@@ -25,6 +25,14 @@ pub struct Config {
     pub admin_token: String,
     /// Most contents held at once (file plus admin API), in entries.
     pub max_contents: usize,
+    /// HMAC key shared with the CDN edges for access tokens ([`protocol::access`]); empty means
+    /// the edges do not check tokens and none is issued.
+    pub cdn_secret: String,
+    /// Lifetime of the CDN access tokens, in seconds (default 6 h: a viewing session).
+    pub cdn_token_ttl_s: u64,
+    /// Ed25519 public key (hex) of the origin's segment digests, handed to agents as is; empty
+    /// when digests are not signed.
+    pub digest_public_key: String,
 }
 
 impl Default for Config {
@@ -39,6 +47,9 @@ impl Default for Config {
             token_ttl_s: 3600,
             admin_token: String::new(),
             max_contents: 10_000,
+            cdn_secret: String::new(),
+            cdn_token_ttl_s: 6 * 3600,
+            digest_public_key: String::new(),
         }
     }
 }
@@ -97,6 +108,9 @@ pub enum ConfigError {
     /// A rollout percentage is above 100.
     #[error("content {0:?}: rollout_percent must be 0-100")]
     BadRollout(String),
+    /// An ASN allow or deny list is longer than [`MAX_ASN_RULES`].
+    #[error("content {0:?}: asn_allow and asn_deny hold at most {MAX_ASN_RULES} entries")]
+    TooManyAsns(String),
     /// More contents than `max_contents`.
     #[error("{0} contents configured, above max_contents")]
     TooManyContents(usize),
@@ -124,6 +138,9 @@ impl Config {
             }
             if c.rollout_percent > 100 {
                 return Err(ConfigError::BadRollout(label));
+            }
+            if c.rules.asn_allow.len() > MAX_ASN_RULES || c.rules.asn_deny.len() > MAX_ASN_RULES {
+                return Err(ConfigError::TooManyAsns(label));
             }
         }
         Ok(())

@@ -75,6 +75,20 @@ async fn enabled_content_gets_p2p_rules_urls_and_a_valid_token() {
 }
 
 #[tokio::test]
+async fn cdn_access_token_and_digest_key_are_issued_when_configured() {
+    let plain: ConfigResponse = start(config()).await.get_config("customer=acme&content=live").await.json().await.unwrap();
+    assert!(plain.cdn_token.is_empty() && plain.digest_public_key.is_empty());
+    let server = start(Config { cdn_secret: "edge".into(), digest_public_key: "ab".repeat(32), ..config() }).await;
+    let body: ConfigResponse = server.get_config("customer=acme&content=live").await.json().await.unwrap();
+    assert_eq!(body.digest_public_key, "ab".repeat(32));
+    let now = service::unix_now_s();
+    let grant = protocol::access::verify(b"edge", &body.cdn_token, "/live/live/360p/seg_1.ts", None, now).unwrap();
+    assert!(grant.expires_at_s > now + 3600);
+    let other = protocol::access::verify(b"edge", &body.cdn_token, "/live/other/a.ts", None, now);
+    assert_eq!(other, Err(protocol::access::AccessError::WrongPath));
+}
+
+#[tokio::test]
 async fn disabled_zero_rollout_and_unknown_contents_get_no_p2p_and_no_token() {
     let server = start(config()).await;
     for query in ["customer=acme&content=off", "customer=acme&content=dark", "customer=x&content=y"] {

@@ -10,7 +10,9 @@ pub struct Config {
     /// Largest data channel message sent, in bytes (segment data travels in chunks this size or
     /// smaller). Clamped to 1 KiB..=[`protocol::peer::MAX_MESSAGE_BYTES`].
     pub max_message_bytes: usize,
-    /// Safety margin subtracted from a segment's play time to get its deadline, in ms.
+    /// Safety margin subtracted from a segment's play time to get its deadline, in ms. A
+    /// segment goes to the CDN when the deadline minus the measured time an HTTP fetch of its
+    /// missing bytes takes has come.
     pub deadline_margin_ms: u64,
     /// Seed of the engine's random choices (the engine is deterministic given its inputs and seed).
     pub seed: u64,
@@ -22,9 +24,17 @@ pub struct Config {
     pub connect_timeout_ms: u64,
     /// A peer that closed or failed is not dialled again for this long, in ms.
     pub reconnect_backoff_ms: u64,
-    /// Extra wait per seeding rank before a peer that is not the designated seeder of a new
-    /// segment fetches it from the CDN itself, in ms (on top of one playlist reload period).
+    /// Wait per seeding rank before a peer that is not the designated seeder of a new segment
+    /// fetches it from the CDN itself when no peer announced it, in ms.
     pub seed_grace_ms: u64,
+    /// Our uplink, in bytes/s, when known in advance (0: unknown until the shell measures it).
+    pub uplink_bytes_per_s: u64,
+    /// A request is served only if our uplink can send it, after what it already owes, within
+    /// this share of the segment's duration, in percent.
+    pub upload_budget_pct: u32,
+    /// Segments announced by peers and not yet in our playlist are fetched ahead (from those
+    /// peers) up to this many segments past our playlist's newest, in segments.
+    pub prefetch_ahead_segments: u64,
     /// Segments kept after they leave the live window, for peers that lag behind, in segments.
     pub keep_behind_window: u64,
     /// Most complete segments kept in memory, in segments (the oldest go first).
@@ -37,13 +47,16 @@ impl Default for Config {
             max_peers: 8,
             upload_allowed: true,
             max_message_bytes: 64 * 1024,
-            deadline_margin_ms: 1_500,
+            deadline_margin_ms: 500,
             seed: 0,
             p2p_idle_timeout_ms: 1_500,
             peer_request_interval_ms: 5_000,
             connect_timeout_ms: 10_000,
             reconnect_backoff_ms: 30_000,
             seed_grace_ms: 500,
+            uplink_bytes_per_s: 0,
+            upload_budget_pct: 50,
+            prefetch_ahead_segments: 3,
             keep_behind_window: 3,
             max_stored_segments: 30,
         }

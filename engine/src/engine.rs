@@ -10,6 +10,8 @@ use protocol::{PeerId, SegmentId};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 
+use crate::estimate::{HttpEstimate, SizeEstimate, Uplink};
+use crate::integrity::Digests;
 use crate::peers::Peers;
 use crate::playback::Playback;
 use crate::playlist::Playlists;
@@ -28,6 +30,14 @@ pub struct Engine {
     pub(crate) playback: Playback,
     pub(crate) peers: Peers,
     pub(crate) store: Store,
+    /// How long CDN fetches take.
+    pub(crate) http: HttpEstimate,
+    /// How much our uplink can still carry.
+    pub(crate) uplink: Uplink,
+    /// How large segments are.
+    pub(crate) sizes: SizeEstimate,
+    /// Digests published by the origin.
+    pub(crate) digests: Digests,
     /// Latest time seen in any call, in ms (time never runs backwards inside the engine).
     pub(crate) now: Millis,
     next_request_id: u32,
@@ -39,6 +49,7 @@ impl Engine {
     /// Creates the engine of the peer `local`.
     pub fn new(config: Config, local: PeerId) -> Self {
         let rng = SmallRng::seed_from_u64(config.seed ^ rank::fnv1a(local.as_str().as_bytes()));
+        let uplink = Uplink::with_rate(config.uplink_bytes_per_s);
         Self {
             config,
             local,
@@ -49,6 +60,10 @@ impl Engine {
             playback: Playback::default(),
             peers: Peers::default(),
             store: Store::default(),
+            http: HttpEstimate::default(),
+            uplink,
+            sizes: SizeEstimate::default(),
+            digests: Digests::default(),
             now: 0,
             next_request_id: 0,
             last_have: Message::Have { segments: Vec::new(), fetching: Vec::new() }.encode(),
@@ -73,14 +88,34 @@ impl Engine {
             Input::Playback { position_ms, rate, .. } => self.playback.update(now, position_ms, rate),
             Input::PlayerRequest { id } => self.on_player_request(id),
             Input::PlayerAbort { id } => self.on_player_abort(id),
-            Input::HttpChunk { id, offset, bytes } => self.on_http_chunk(id, offset, &bytes),
-            Input::HttpDone { id, total_len } => self.on_http_done(id, total_len),
+            Input::HttpChunk { id, offset, bytes } => self.on_http_chunk(now, id, offset, &bytes),
+            Input::HttpDone { id, total_len } => self.on_http_done(now, id, total_len),
             Input::HttpFailed { id, .. } => self.on_http_failed(id),
             Input::PeersDiscovered { peers } => self.peers.discovered(&self.local, peers),
             Input::PeerConnected { peer } => self.on_peer_connected(peer),
             Input::PeerClosed { peer } => self.drop_peer(now, &peer),
             Input::PeerMessage { peer, bytes } => self.on_peer_message(now, peer, &bytes),
         }
+        self.settle(now);
+    }
+
+    /// Gives the SHA-256 digests the origin published for segments of `rendition`, as
+    /// `(msn, digest)` pairs, after the shell checked their signature. Segments assembled from
+    /// peers are then checked against them before they reach the player or other peers.
+    pub fn handle_digests(&mut self, now: Millis, rendition: u32, digests: Vec<(u64, [u8; 32])>) {
+        let now = self.tick(now);
+        self.on_digests(now, rendition, digests);
+        self.settle(now);
+    }
+
+    /// Tells the engine what the shell measured of the uplink: its throughput while sending, in
+    /// bytes/s (0 if not measured), and the bytes queued for peers and not sent yet. The engine
+    /// refuses requests its uplink cannot serve in time, and a peer whose uplink cannot carry
+    /// the stream stops seeding.
+    pub fn handle_uplink(&mut self, now: Millis, bytes_per_s: u64, queued_bytes: u64) {
+        let now = self.tick(now);
+        self.uplink.measured(now, bytes_per_s);
+        self.uplink.backlog(now, queued_bytes);
         self.settle(now);
     }
 
@@ -130,6 +165,7 @@ impl Engine {
         if self.peers.tracker_due(now, self.max_peers(), self.config.peer_request_interval_ms) {
             self.outputs.push_back(Output::RequestPeers);
         }
+        self.forget_played(now);
         self.schedule(now);
         self.deliver();
         let gone = self.store.trim(self.config.max_stored_segments);
@@ -140,17 +176,55 @@ impl Engine {
 
     fn on_playlist(&mut self, now: Millis, rendition: u32, segments: Vec<SegmentInfo>) {
         let fresh = self.playlists.update(rendition, segments);
-        if self.playlists.active() == Some(rendition) {
-            for info in fresh {
-                let seg = self.store.entry(SegmentId { rendition, msn: info.msn }, &info);
-                if !seg.complete && seg.seed_since.is_none() {
-                    seg.seed_since = Some(now);
-                }
+        let active = self.playlists.active() == Some(rendition);
+        // Segments first heard of from peers now have their CDN URL and real timing.
+        for (id, seg) in self.store.iter_mut() {
+            if id.rendition == rendition
+                && !seg.listed
+                && let Some(info) = self.playlists.info(id)
+            {
+                seg.info = info.clone();
+                seg.listed = true;
+            }
+        }
+        for info in fresh {
+            let id = SegmentId { rendition, msn: info.msn };
+            let digest = self.digests.get(id);
+            let seg = self.store.entry(id, &info);
+            seg.digest = seg.digest.or(digest);
+            if active && !seg.ready() && seg.seed_since.is_none() {
+                seg.seed_since = Some(now);
             }
         }
         if let Some(oldest) = self.playlists.oldest_msn(rendition) {
             let gone = self.store.evict_before(rendition, oldest.saturating_sub(self.config.keep_behind_window));
             self.release(gone);
+        }
+    }
+
+    /// Segments of the played rendition that peers announce before our playlist lists them:
+    /// fetched from those peers ahead of time (their timing estimated from our newest segment).
+    fn learn(&mut self, now: Millis, announced: &[SegmentId]) {
+        let Some(rendition) = self.playlists.active() else { return };
+        let Some(newest) = self.playlists.newest(rendition).cloned() else { return };
+        let limit = newest.msn.saturating_add(self.config.prefetch_ahead_segments);
+        for &id in announced {
+            if id.rendition != rendition || id.msn <= newest.msn || id.msn > limit || self.store.get(id).is_some() {
+                continue;
+            }
+            let ahead = id.msn - newest.msn;
+            let info = SegmentInfo {
+                msn: id.msn,
+                start_ms: newest.start_ms.saturating_add(ahead.saturating_mul(newest.duration_ms)),
+                duration_ms: newest.duration_ms,
+                url: String::new(),
+                byte_len: None,
+            };
+            let digest = self.digests.get(id);
+            let seg = self.store.entry(id, &info);
+            seg.listed = false;
+            seg.digest = digest;
+            seg.seed_since = Some(now);
         }
     }
 
@@ -170,9 +244,11 @@ impl Engine {
             };
             self.store.entry(id, &info);
         }
+        let digest = self.digests.get(id);
         if let Some(seg) = self.store.get_mut(id) {
             seg.wanted = true;
             seg.http_failures = 0;
+            seg.digest = seg.digest.or(digest);
         }
     }
 
@@ -205,14 +281,17 @@ impl Engine {
             return;
         };
         match message {
-            Message::Have { segments, fetching } => self.peers.set_have(&peer, segments, fetching),
-            Message::Request { id, request_id, offset } => self.serve(&peer, id, request_id, offset),
+            Message::Have { segments, fetching } => {
+                self.learn(now, &fetching);
+                self.learn(now, &segments);
+                self.peers.set_have(&peer, segments, fetching);
+            }
+            Message::Request { id, request_id, offset } => self.serve(now, &peer, id, request_id, offset),
             Message::Chunk { id, request_id, offset, total_len, data } => {
                 self.on_chunk(now, &peer, id, request_id, offset, total_len, data);
             }
-            Message::Absent { id, request_id } => self.on_absent(&peer, id, request_id),
-            // Chunks go out as soon as a request arrives, so there is nothing left to stop.
-            Message::Cancel { .. } => {}
+            Message::Absent { id, request_id } => self.on_absent(now, &peer, id, request_id),
+            Message::Cancel { id, request_id } => self.on_cancel(&peer, id, request_id),
         }
     }
 
@@ -231,12 +310,16 @@ impl Engine {
             if matches!(&seg.fetch, Fetch::Peer { peer: p, .. } if p == peer) {
                 seg.fetch = Fetch::Idle;
             }
+            seg.uploads.retain(|u| &u.peer != peer);
         }
     }
 
     /// Stops the transfers of segments the engine let go of.
     fn release(&mut self, gone: Vec<(SegmentId, Segment)>) {
         for (id, seg) in gone {
+            for up in &seg.uploads {
+                self.send(&up.peer, &Message::Absent { id, request_id: up.request_id });
+            }
             match seg.fetch {
                 Fetch::Idle => {}
                 Fetch::Http => self.outputs.push_back(Output::AbortHttp { id }),
@@ -245,9 +328,34 @@ impl Engine {
         }
     }
 
+    /// Stops getting ahead of time the segments the playhead has already passed.
+    fn forget_played(&mut self, now: Millis) {
+        if !self.playback.playing() {
+            return;
+        }
+        let position = self.playback.position_at(now);
+        let mut stopped = Vec::new();
+        for (id, seg) in self.store.iter_mut() {
+            let end = seg.info.start_ms.saturating_add(seg.info.duration_ms);
+            if seg.seed_since.is_some() && !seg.wanted && end <= position {
+                seg.seed_since = None;
+                stopped.push(id);
+            }
+        }
+        for id in stopped {
+            if let Some(seg) = self.store.get_mut(id)
+                && seg.fetch == Fetch::Http
+                && !seg.complete
+            {
+                seg.fetch = Fetch::Idle;
+                self.outputs.push_back(Output::AbortHttp { id });
+            }
+        }
+    }
+
     /// Hands the player every segment it waits for that is complete, once.
     fn deliver(&mut self) {
-        for id in self.store.ids(|s| s.wanted && s.complete) {
+        for id in self.store.ids(|s| s.wanted && s.ready()) {
             if let Some(seg) = self.store.get_mut(id) {
                 seg.wanted = false;
                 self.stats.segments_delivered += 1;
@@ -256,15 +364,18 @@ impl Engine {
         }
     }
 
-    /// What we tell peers we hold. A peer that does not upload announces nothing, so that nobody
-    /// asks it or waits for it.
+    /// What we tell peers we hold. A peer that does not upload, or whose uplink is slower than
+    /// the stream, announces nothing, so that nobody asks it or waits for it.
     fn have(&self) -> Message {
-        if !self.config.upload_allowed {
+        if !self.config.upload_allowed || self.uplink_below(1) {
             return Message::Have { segments: Vec::new(), fetching: Vec::new() };
         }
+        // Segments being received are announced too: we relay them as they arrive. With a
+        // digest, bytes from peers are passed on only once checked, so those wait.
+        let relays = |s: &Segment| s.receiving() && (s.digest.is_none() || !s.from_peers);
         Message::Have {
-            segments: self.store.newest_ids(MAX_HAVE_SEGMENTS, |s| s.complete),
-            fetching: self.store.newest_ids(MAX_HAVE_SEGMENTS, |s| s.fetch == Fetch::Http),
+            segments: self.store.newest_ids(MAX_HAVE_SEGMENTS, Segment::ready),
+            fetching: self.store.newest_ids(MAX_HAVE_SEGMENTS, relays),
         }
     }
 
@@ -279,6 +390,20 @@ impl Engine {
             self.outputs.push_back(Output::SendToPeer { peer: peer.clone(), bytes: bytes.clone() });
         }
         self.last_have = bytes;
+    }
+
+    /// Whether our measured uplink sends less than `times` segments per segment duration of the
+    /// rendition played (a peer below 1 cannot pass anything on in time).
+    pub(crate) fn uplink_below(&self, times: u64) -> bool {
+        let Some(up) = self.uplink.bytes_per_s() else { return false };
+        let Some(newest) = self.playlists.active().and_then(|r| self.playlists.newest(r)) else { return false };
+        let size = self.sizes.guess(newest.duration_ms);
+        up.saturating_mul(newest.duration_ms) < size.saturating_mul(1_000).saturating_mul(times)
+    }
+
+    /// The size of `seg` in bytes: known, or guessed from the segments seen so far.
+    pub(crate) fn size_of(&self, seg: &Segment) -> u64 {
+        seg.expected_len().unwrap_or_else(|| self.sizes.guess(seg.info.duration_ms))
     }
 
     /// Queues `message` for `peer`.

@@ -170,4 +170,12 @@ pub struct Stats {
     pub peers_connected: u32,
     /// Segments delivered to the player.
     pub segments_delivered: u64,
+    /// Segments whose bytes from peers turned out wrong (length or digest) and were refetched.
+    pub corrupt_segments: u64,
+    /// CDN fetches started to seed the swarm with a new segment.
+    pub cdn_seed_fetches: u64,
+    /// CDN fetches started because peers could not deliver before the deadline.
+    pub cdn_deadline_fetches: u64,
+    /// Other CDN fetches (startup, old segments nobody holds, unverified copies, refetches).
+    pub cdn_other_fetches: u64,
 }

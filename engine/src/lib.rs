@@ -90,6 +90,8 @@
 
 mod config;
 mod engine;
+mod estimate;
+mod integrity;
 mod io;
 mod peers;
 mod playback;

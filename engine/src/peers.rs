@@ -38,11 +38,13 @@ pub(crate) struct Peer {
     fetching: BTreeSet<SegmentId>,
     /// How often it asked us for each segment.
     served: BTreeMap<SegmentId, u8>,
+    /// How fast it sent us segment bytes, in bytes per ms (moving average); `None` untried.
+    pub(crate) rate: Option<f64>,
 }
 
 impl Peer {
     fn new(link: Link) -> Self {
-        Self { link, have: BTreeSet::new(), fetching: BTreeSet::new(), served: BTreeMap::new() }
+        Self { link, have: BTreeSet::new(), fetching: BTreeSet::new(), served: BTreeMap::new(), rate: None }
     }
 
     fn connected(&self) -> bool {
@@ -60,12 +62,22 @@ pub(crate) struct Peers {
     backoff: BTreeMap<PeerId, Millis>,
     /// When to ask the tracker again; `None` means at once.
     next_tracker_request: Option<Millis>,
+    /// Peers caught sending bad data: never dialled or accepted again.
+    banned: BTreeSet<PeerId>,
 }
+
+/// Most peers remembered as banned.
+const MAX_BANNED: usize = 1024;
 
 impl Peers {
     /// Peers with an open data channel.
     pub(crate) fn connected(&self) -> impl Iterator<Item = &PeerId> {
         self.peers.iter().filter(|(_, p)| p.connected()).map(|(id, _)| id)
+    }
+
+    /// Whether a dial is under way (a peer that may soon serve us).
+    pub(crate) fn dialling(&self) -> bool {
+        self.peers.values().any(|p| !p.connected())
     }
 
     /// Whether `peer` has an open data channel.
@@ -76,7 +88,8 @@ impl Peers {
     /// Remembers the tracker's candidates (ours excluded) for dialling.
     pub(crate) fn discovered(&mut self, local: &PeerId, found: Vec<PeerId>) {
         for peer in found.into_iter().rev() {
-            if &peer != local && !self.peers.contains_key(&peer) && !self.candidates.contains(&peer) {
+            let known = self.peers.contains_key(&peer) || self.candidates.contains(&peer);
+            if &peer != local && !known && !self.banned.contains(&peer) {
                 self.candidates.push_front(peer);
             }
         }
@@ -99,6 +112,9 @@ impl Peers {
 
     /// A data channel to `peer` opened; returns whether we keep it (we dialled it, or there is room).
     pub(crate) fn opened(&mut self, peer: PeerId, max: usize) -> bool {
+        if self.banned.contains(&peer) {
+            return false;
+        }
         if let Some(known) = self.peers.get_mut(&peer) {
             known.link = Link::Connected;
             return true;
@@ -122,6 +138,31 @@ impl Peers {
             }
         }
         known
+    }
+
+    /// Bans `peer` for the rest of the session (the caller disconnects it).
+    pub(crate) fn ban(&mut self, peer: &PeerId) {
+        if self.banned.len() < MAX_BANNED {
+            self.banned.insert(peer.clone());
+        }
+    }
+
+    /// Whether `peer` was banned.
+    #[cfg(test)]
+    pub(crate) fn is_banned(&self, peer: &PeerId) -> bool {
+        self.banned.contains(peer)
+    }
+
+    /// Records that `peer` sent us `bytes` segment bytes in `ms` ms.
+    pub(crate) fn record_rate(&mut self, peer: &PeerId, bytes: u64, ms: u64) {
+        if let Some(p) = self.peers.get_mut(peer) {
+            p.rate = Some(crate::estimate::ewma(p.rate, bytes as f64 / ms.max(1) as f64));
+        }
+    }
+
+    /// How fast `peer` sent to us, in bytes per ms, if measured.
+    pub(crate) fn rate(&self, peer: &PeerId) -> Option<f64> {
+        self.peers.get(peer).and_then(|p| p.rate)
     }
 
     /// Dials that got no answer within `timeout_ms`.
@@ -158,6 +199,11 @@ impl Peers {
         }
     }
 
+    /// Whether `peer` announced `id`, complete or being received.
+    pub(crate) fn announced(&self, peer: &PeerId, id: SegmentId) -> bool {
+        self.peers.get(peer).is_some_and(|p| p.have.contains(&id) || p.fetching.contains(&id))
+    }
+
     /// `peer` said it does not hold `id` after all.
     pub(crate) fn lost(&mut self, peer: &PeerId, id: SegmentId) {
         if let Some(p) = self.peers.get_mut(peer) {
@@ -174,7 +220,17 @@ impl Peers {
             .collect()
     }
 
-    /// Whether a connected peer announced that it fetches `id` from the CDN.
+    /// Connected peers receiving `id` right now (from the CDN or a peer), which relay what they
+    /// hold, except `exclude`, in peerId order.
+    pub(crate) fn receivers(&self, id: SegmentId, exclude: &BTreeSet<PeerId>) -> Vec<&PeerId> {
+        self.peers
+            .iter()
+            .filter(|(peer, p)| p.connected() && p.fetching.contains(&id) && !exclude.contains(*peer))
+            .map(|(peer, _)| peer)
+            .collect()
+    }
+
+    /// Whether a connected peer announced that it is receiving `id`.
     pub(crate) fn someone_fetching(&self, id: SegmentId) -> bool {
         self.peers.values().any(|p| p.connected() && p.fetching.contains(&id))
     }

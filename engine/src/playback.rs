@@ -26,6 +26,13 @@ impl Playback {
         self.rate > 0.0
     }
 
+    /// The playhead at `now`, extrapolated from the last report, on the media timeline in ms.
+    pub(crate) fn position_at(&self, now: Millis) -> u64 {
+        let moved = now.saturating_sub(self.at) as f64 * self.rate;
+        // Saturating float-to-int cast.
+        self.position_ms.saturating_add(moved as u64)
+    }
+
     /// When the segment starting at `start_ms` on the media timeline must be complete, in engine
     /// ms: `now + (start − playhead) / rate − margin`, extrapolated from the last report.
     /// `None` while not playing.

@@ -63,6 +63,11 @@ impl Playlists {
         self.windows.get(&id.rendition)?.segments.get(&id.msn)
     }
 
+    /// Newest segment of the window of `rendition`.
+    pub(crate) fn newest(&self, rendition: u32) -> Option<&SegmentInfo> {
+        self.windows.get(&rendition)?.segments.last_key_value().map(|(_, info)| info)
+    }
+
     /// Oldest msn of the window of `rendition`.
     pub(crate) fn oldest_msn(&self, rendition: u32) -> Option<u64> {
         self.windows.get(&rendition)?.segments.first_key_value().map(|(&msn, _)| msn)

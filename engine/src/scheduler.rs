@@ -2,22 +2,32 @@
 //!
 //! See the crate documentation for why the rules are what they are.
 
-use protocol::SegmentId;
 use protocol::peer::Message;
+use protocol::{PeerId, SegmentId};
 use rand::Rng;
 
 use crate::segments::{Fetch, Segment};
 use crate::{Engine, Millis, Output, rank};
 
-/// Longest playlist reload period assumed when waiting for a seeder, in ms.
-const MAX_RELOAD_MS: u64 = 10_000;
+/// A peer transfer is judged on its speed only after this long, in ms.
+const MIN_JUDGE_MS: u64 = 300;
+
+/// Why a segment goes to the CDN.
+enum Why {
+    /// We seed it for the swarm.
+    Seed,
+    /// Its deadline leaves no time for peers.
+    Due,
+    /// Startup, an old segment nobody holds, or an unverified copy.
+    Other,
+}
 
 /// What to do about a segment that is needed and not being fetched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Plan {
     /// Fetch it from the CDN now.
     Http,
-    /// Ask a peer that holds it complete.
+    /// Ask a peer that holds it, or is receiving it and relays.
     Peer,
     /// Wait (for a peer to announce it) until the given time, or for news.
     Wait(Option<Millis>),
@@ -33,38 +43,89 @@ impl Engine {
             if seg.fetch != Fetch::Idle || !seg.needed() {
                 continue;
             }
-            match self.plan(now, id, seg) {
-                Plan::Http => self.start_http(id),
+            let plan = self.plan(now, id, seg);
+            match plan {
+                Plan::Http => {
+                    match self.why_http(now, seg) {
+                        Why::Seed => self.stats.cdn_seed_fetches += 1,
+                        Why::Due => self.stats.cdn_deadline_fetches += 1,
+                        Why::Other => self.stats.cdn_other_fetches += 1,
+                    }
+                    if seg.complete {
+                        // Complete but unverified at its deadline: the CDN's copy it is.
+                        if let Some(seg) = self.store.get_mut(id) {
+                            seg.discard();
+                        }
+                    }
+                    self.start_http(now, id);
+                }
                 Plan::Peer => self.start_peer(now, id),
                 Plan::Wait(_) => {}
+            }
+            // Peers that wait on our relay are better off elsewhere while we have no source.
+            if self.store.get(id).is_some_and(|s| !s.receiving() && !s.ready() && !s.uploads.is_empty()) {
+                self.drop_uploads(id);
             }
         }
     }
 
     /// The rules, for a needed segment with no fetch under way (crate doc, "Decision rules").
     pub(crate) fn plan(&self, now: Millis, id: SegmentId, seg: &Segment) -> Plan {
-        let holder = !self.peers.holders(id, &seg.failed_peers).is_empty();
+        let http = if seg.listed { Plan::Http } else { Plan::Wait(None) };
+        if seg.complete {
+            // Waits for its digest until due.
+            let due = self.due(seg);
+            return if due.is_some_and(|d| now >= d) { http } else { Plan::Wait(due) };
+        }
+        let holder = !self.sources(now, id, seg, true).is_empty();
         if seg.wanted && !self.playback.playing() {
-            return if holder { Plan::Peer } else { Plan::Http };
+            // Startup: what the viewer waits for comes from the fastest sure source.
+            return if holder { Plan::Peer } else { http };
         }
-        let deadline = self.deadline(seg);
-        if deadline.is_some_and(|d| now >= d) {
-            return Plan::Http;
+        let due = self.due(seg);
+        if due.is_some_and(|d| now >= d) {
+            return http;
         }
-        if holder {
+        if holder || !self.sources(now, id, seg, false).is_empty() {
             return Plan::Peer;
         }
-        if self.peers.someone_fetching(id) {
-            return Plan::Wait(deadline);
+        if self.peers.someone_fetching(id) || !seg.busy.is_empty() {
+            // Its holders are busy or failed us: one may have room soon, others will relay it
+            // soon, or it is due.
+            let retry = seg.busy.values().copied().filter(|at| *at > now).min();
+            return Plan::Wait([due, retry].into_iter().flatten().min());
         }
-        if let Some(since) = seg.seed_since {
-            let turn = self.seed_turn(id, seg, since);
+        if seg.listed
+            && let Some(since) = seg.seed_since
+        {
+            let turn = self.seed_turn(id, since);
             if now >= turn {
                 return Plan::Http;
             }
-            return Plan::Wait(Some(deadline.map_or(turn, |d| d.min(turn))));
+            return Plan::Wait(Some(due.map_or(turn, |d| d.min(turn))));
         }
-        if seg.wanted { Plan::Http } else { Plan::Wait(None) }
+        if seg.wanted && seg.listed {
+            // An old segment nobody around holds: wait for peers still connecting while it is
+            // not due, else the CDN.
+            if self.peers.dialling() && due.is_some() {
+                return Plan::Wait(due);
+            }
+            return Plan::Http;
+        }
+        Plan::Wait(due)
+    }
+
+    /// Why `plan` sends `seg` to the CDN, for the counters in [`crate::Stats`].
+    fn why_http(&self, now: Millis, seg: &Segment) -> Why {
+        if seg.complete || (seg.wanted && !self.playback.playing()) {
+            Why::Other
+        } else if self.due(seg).is_some_and(|d| now >= d) {
+            Why::Due
+        } else if seg.seed_since.is_some() {
+            Why::Seed
+        } else {
+            Why::Other
+        }
     }
 
     /// When the engine next needs to look at `seg` again, if a timer (not news) can change things.
@@ -73,7 +134,8 @@ impl Engine {
             Fetch::Http => None,
             Fetch::Peer { last_chunk, .. } => {
                 let idle = last_chunk.saturating_add(self.config.p2p_idle_timeout_ms);
-                Some(self.deadline(seg).map_or(idle, |d| d.min(idle)))
+                // While the transfer runs, its projected end is checked every `MIN_JUDGE_MS`.
+                Some(self.due(seg).map_or(idle, |d| idle.min(d).min(now.saturating_add(MIN_JUDGE_MS))))
             }
             Fetch::Idle if seg.needed() => match self.plan(now, id, seg) {
                 Plan::Wait(at) => at,
@@ -84,77 +146,140 @@ impl Engine {
         }
     }
 
-    /// The time by which a segment the player waits for must be complete.
+    /// When the segment starting at `seg.info.start_ms` plays, minus the safety margin: the time
+    /// by which it must be complete. `None` while not playing.
     fn deadline(&self, seg: &Segment) -> Option<Millis> {
-        if !seg.wanted {
-            return None;
-        }
         self.playback.deadline(seg.info.start_ms, self.config.deadline_margin_ms)
     }
 
+    /// The last moment to start fetching the missing bytes of `seg` from the CDN and still
+    /// meet its deadline (measured HTTP time for those bytes).
+    pub(crate) fn due(&self, seg: &Segment) -> Option<Millis> {
+        let missing = self.size_of(seg).saturating_sub(seg.data.len() as u64);
+        let deadline = self.deadline(seg)?;
+        Some(deadline.saturating_sub(self.http.time_ms(missing)))
+    }
+
     /// When this peer's turn comes to fetch a new live segment from the CDN, if nobody has
-    /// announced it by then: at once for the top-ranked peer; otherwise after one playlist
-    /// reload period (the seeder may see the segment up to that much later than we do) plus
-    /// `seed_grace_ms` per rank, so the next in line takes over from a seeder that is gone.
-    fn seed_turn(&self, id: SegmentId, seg: &Segment, since: Millis) -> Millis {
-        let rank = self.seed_rank(id);
-        if rank == 0 {
-            return since;
-        }
-        let reload = seg.info.duration_ms.min(MAX_RELOAD_MS);
-        since.saturating_add(reload).saturating_add(self.config.seed_grace_ms.saturating_mul(u64::from(rank)))
+    /// announced it by then: at once for the top-ranked peer, `seed_grace_ms` later per rank
+    /// for the others, so that the next in line takes over from a seeder that is missing.
+    fn seed_turn(&self, id: SegmentId, since: Millis) -> Millis {
+        let rank = u64::from(self.seed_rank(id));
+        since.saturating_add(self.config.seed_grace_ms.saturating_mul(rank))
     }
 
     /// Our seeding rank for `id` among the connected peers of its rendition. A peer that does not
-    /// upload goes last: its copy would help nobody.
+    /// upload, or whose uplink cannot carry the stream, goes last: its copy would help nobody.
     pub(crate) fn seed_rank(&self, id: SegmentId) -> u32 {
         let others = self.peers.in_rendition(id.rendition);
-        if !self.config.upload_allowed {
+        if !self.config.upload_allowed || self.uplink_below(2) {
             return u32::try_from(others.count()).unwrap_or(u32::MAX);
         }
         rank::rank(&self.local, others, id)
     }
 
-    /// Gives up on a peer download that stalls or would miss the deadline; the bytes received
-    /// so far are kept and the next fetch resumes from them.
+    /// Peers to ask for `id`: holders of the whole segment (`complete`), or else peers that
+    /// receive it now and relay. Peers that failed us for it (absent, stalled, too slow for its
+    /// deadline) and peers that get it from us are left out.
+    fn sources(&self, now: Millis, id: SegmentId, seg: &Segment, complete: bool) -> Vec<&PeerId> {
+        let mut exclude = seg.failed_peers.clone();
+        exclude.extend(seg.uploads.iter().map(|u| u.peer.clone()));
+        exclude.extend(seg.busy.iter().filter(|(_, at)| **at > now).map(|(p, _)| p.clone()));
+        if complete { self.peers.holders(id, &exclude) } else { self.peers.receivers(id, &exclude) }
+    }
+
+    /// Gives up on a peer download that stalls, or that would miss the deadline when the CDN
+    /// would not; the bytes received so far are kept and the next fetch resumes from them.
     fn check_peer_fetch(&mut self, now: Millis, id: SegmentId) {
         let Some(seg) = self.store.get(id) else { return };
         let Fetch::Peer { peer, request_id, last_chunk } = &seg.fetch else { return };
-        let late = self.deadline(seg).is_some_and(|d| now >= d);
+        let due = self.due(seg);
+        let late = due.is_some_and(|d| now >= d);
         let idle = now >= last_chunk.saturating_add(self.config.p2p_idle_timeout_ms);
-        if !late && !idle {
+        let slow = self.too_slow(now, seg);
+        if !late && !idle && !slow {
             return;
         }
         let (peer, request_id) = (peer.clone(), *request_id);
+        let (started, from) = seg.fetch_started;
+        let got = (seg.data.len() as u64).saturating_sub(from);
         self.send(&peer, &Message::Cancel { id, request_id });
+        if slow {
+            self.peers.record_rate(&peer, got, now.saturating_sub(started));
+        }
         if let Some(seg) = self.store.get_mut(id) {
             seg.fetch = Fetch::Idle;
-            if idle {
+            if slow {
                 seg.failed_peers.insert(peer);
+            } else if idle {
+                // A relay may wait on its own source: tried again later, not dropped for good.
+                seg.busy.insert(peer, now.saturating_add(self.config.p2p_idle_timeout_ms));
             }
         }
     }
 
+    /// Whether the peer transfer of `seg` will end after the deadline at its current speed,
+    /// while the CDN could still make it.
+    fn too_slow(&self, now: Millis, seg: &Segment) -> bool {
+        let (Some(deadline), Some(remaining)) = (self.deadline(seg), seg.remaining()) else { return false };
+        // Judged from the first byte on: a relaying peer may wait for its own source first.
+        let (Some(first), (_, from)) = (seg.first_byte, seg.fetch_started) else { return false };
+        let elapsed = now.saturating_sub(first);
+        if elapsed < MIN_JUDGE_MS || remaining == 0 {
+            return false;
+        }
+        let got = (seg.data.len() as u64).saturating_sub(from);
+        let rate = got as f64 / elapsed as f64;
+        let eta = now as f64 + remaining as f64 / rate.max(1e-6);
+        eta > deadline as f64 && now.saturating_add(self.http.time_ms(remaining)) < deadline
+    }
+
     /// Starts (or resumes, from the bytes held) the CDN fetch of `id`.
-    pub(crate) fn start_http(&mut self, id: SegmentId) {
+    pub(crate) fn start_http(&mut self, now: Millis, id: SegmentId) {
         let Some(seg) = self.store.get_mut(id) else { return };
+        if !seg.listed {
+            return;
+        }
         seg.fetch = Fetch::Http;
         let range_start = seg.data.len() as u64;
+        seg.fetch_started = (now, range_start);
+        seg.first_byte = None;
         self.outputs.push_back(Output::FetchHttp { id, url: seg.info.url.clone(), range_start });
     }
 
-    /// Asks a random holder of `id` for it, from the bytes held on.
+    /// Asks a peer for `id`, from the bytes held on: a holder of the whole segment if any, else a
+    /// peer that relays it, chosen at random weighted by how fast each sent to us before.
     fn start_peer(&mut self, now: Millis, id: SegmentId) {
         let Some(seg) = self.store.get(id) else { return };
-        let holders = self.peers.holders(id, &seg.failed_peers);
-        if holders.is_empty() {
+        let mut candidates = self.sources(now, id, seg, true);
+        if candidates.is_empty() {
+            candidates = self.sources(now, id, seg, false);
+        }
+        if candidates.is_empty() {
             return;
         }
-        let peer = holders[self.rng.random_range(0..holders.len())].clone();
+        let candidates: Vec<PeerId> = candidates.into_iter().cloned().collect();
         let offset = seg.data.len() as u64;
+        let weights: Vec<f64> = candidates.iter().map(|p| self.peers.rate(p).unwrap_or(f64::NAN)).collect();
+        // Untried peers weigh as much as the best measured one, so they get tried.
+        let best = weights.iter().copied().filter(|w| w.is_finite()).fold(1.0, f64::max);
+        let weights: Vec<f64> = weights.iter().map(|w| if w.is_finite() { w.max(best * 0.1) } else { best }).collect();
+        let total: f64 = weights.iter().sum();
+        let mut pick = self.rng.random::<f64>() * total;
+        let mut chosen = candidates.len() - 1;
+        for (i, w) in weights.iter().enumerate() {
+            if pick < *w {
+                chosen = i;
+                break;
+            }
+            pick -= w;
+        }
+        let peer = candidates[chosen].clone();
         let request_id = self.next_request_id();
         if let Some(seg) = self.store.get_mut(id) {
             seg.fetch = Fetch::Peer { peer: peer.clone(), request_id, last_chunk: now };
+            seg.fetch_started = (now, offset);
+            seg.first_byte = None;
         }
         self.send(&peer, &Message::Request { id, request_id, offset });
     }

@@ -24,12 +24,27 @@ pub(crate) enum Fetch {
     },
 }
 
+/// A peer's request we answer as the bytes arrive (chunk relay): everything from `next` on is
+/// sent as soon as we hold it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Upload {
+    /// The requester.
+    pub(crate) peer: PeerId,
+    /// Its request's id.
+    pub(crate) request_id: u32,
+    /// First byte not sent yet.
+    pub(crate) next: u64,
+}
+
 /// One segment: the bytes received so far (always a prefix, since both the CDN and peers send
 /// in order) and what it is wanted for.
 #[derive(Debug)]
 pub(crate) struct Segment {
-    /// Its playlist entry (kept, so a fetch can resume after it left the window).
+    /// Its playlist entry (kept, so a fetch can resume after it left the window). For a segment
+    /// only heard of from peers, an estimate with an empty URL until our playlist lists it.
     pub(crate) info: SegmentInfo,
+    /// Whether `info` comes from our own playlist (so the CDN URL is known).
+    pub(crate) listed: bool,
     /// Bytes `0..data.len()` of the segment.
     pub(crate) data: Vec<u8>,
     /// Full size in bytes, as told by the source that sent the bytes in `data`.
@@ -45,16 +60,34 @@ pub(crate) struct Segment {
     pub(crate) seed_since: Option<Millis>,
     /// Peers that failed to deliver it (absent, stalled, misbehaved); not asked again.
     pub(crate) failed_peers: BTreeSet<PeerId>,
+    /// Peers that hold it but turned us down (their uplink was busy), and when to ask again.
+    pub(crate) busy: BTreeMap<PeerId, Millis>,
     /// HTTP fetches that failed since the player last asked.
     pub(crate) http_failures: u8,
     /// Whether the bytes were already thrown away once and refetched from byte 0.
     pub(crate) restarted: bool,
+    /// When the fetch under way started (engine ms) and from which byte.
+    pub(crate) fetch_started: (Millis, u64),
+    /// When the fetch under way delivered its first byte (engine ms).
+    pub(crate) first_byte: Option<Millis>,
+    /// Peers whose bytes are in `data` (to ban them if the digest does not match).
+    pub(crate) contributors: BTreeSet<PeerId>,
+    /// Whether any byte of `data` came from a peer.
+    pub(crate) from_peers: bool,
+    /// Requests of peers we answer as our bytes arrive.
+    pub(crate) uploads: Vec<Upload>,
+    /// SHA-256 of the segment as published by the origin, when known.
+    pub(crate) digest: Option<[u8; 32]>,
+    /// Whether complete bytes may be trusted: they came from the CDN only, matched the digest,
+    /// or (no digests published for the rendition) have the expected length.
+    pub(crate) verified: bool,
 }
 
 impl Segment {
     pub(crate) fn new(info: SegmentInfo) -> Self {
         Self {
             info,
+            listed: true,
             data: Vec::new(),
             total_len: None,
             complete: false,
@@ -62,9 +95,22 @@ impl Segment {
             wanted: false,
             seed_since: None,
             failed_peers: BTreeSet::new(),
+            busy: BTreeMap::new(),
             http_failures: 0,
             restarted: false,
+            fetch_started: (0, 0),
+            first_byte: None,
+            contributors: BTreeSet::new(),
+            from_peers: false,
+            uploads: Vec::new(),
+            digest: None,
+            verified: false,
         }
+    }
+
+    /// Whether the whole segment is here and may be handed on (to the player or peers).
+    pub(crate) fn ready(&self) -> bool {
+        self.complete && self.verified
     }
 
     /// The size it must have, if anyone said: the playlist first, then the source of `data`.
@@ -77,12 +123,35 @@ impl Segment {
         self.data = Vec::new();
         self.total_len = None;
         self.complete = false;
+        self.verified = false;
         self.restarted = true;
+        self.contributors.clear();
+        self.from_peers = false;
+    }
+
+    /// Bytes still missing, when the size is known.
+    pub(crate) fn remaining(&self) -> Option<u64> {
+        self.expected_len().map(|len| len.saturating_sub(self.data.len() as u64))
+    }
+
+    /// Whether a fetch is under way.
+    pub(crate) fn receiving(&self) -> bool {
+        self.fetch != Fetch::Idle
+    }
+
+    /// Whether we can pass the segment on as it arrives: a CDN fetch is under way, or a peer
+    /// transfer that already delivered bytes (a relay whose own source is stuck helps nobody).
+    pub(crate) fn relaying(&self) -> bool {
+        match self.fetch {
+            Fetch::Idle => false,
+            Fetch::Http => true,
+            Fetch::Peer { .. } => self.first_byte.is_some(),
+        }
     }
 
     /// Whether the engine should be getting it: the player wants it or the swarm seeds it.
     pub(crate) fn needed(&self) -> bool {
-        !self.complete && (self.wanted || self.seed_since.is_some())
+        !self.ready() && (self.wanted || self.seed_since.is_some())
     }
 }
 

@@ -1,7 +1,8 @@
 //! Bytes arriving: from the CDN through the shell's HTTP fetches, and from peers as chunks.
 //!
 //! Both sources send a segment in order, so a segment's bytes are always a prefix and any
-//! fetch can resume where another one stopped.
+//! fetch can resume where another one stopped. New bytes are passed on at once to peers that
+//! asked us for the segment (chunk relay, [`crate::upload`]).
 
 use protocol::peer::{MAX_SEGMENT_BYTES, Message};
 use protocol::{PeerId, SegmentId};
@@ -11,18 +12,24 @@ use crate::{Engine, Millis, Output};
 
 /// HTTP attempts per player request before the player is told the segment failed.
 const MAX_HTTP_ATTEMPTS: u8 = 2;
+/// A peer that turned a request down for lack of uplink is asked again after this long, in ms.
+const BUSY_RETRY_MS: u64 = 250;
+/// Most busy peers remembered per segment.
+const MAX_BUSY_PEERS: usize = 64;
 
 impl Engine {
-    pub(crate) fn on_http_chunk(&mut self, id: SegmentId, offset: u64, bytes: &[u8]) {
+    pub(crate) fn on_http_chunk(&mut self, now: Millis, id: SegmentId, offset: u64, bytes: &[u8]) {
         let Some(seg) = self.store.get_mut(id) else { return };
         if seg.fetch != Fetch::Http {
             return;
         }
+        seg.first_byte.get_or_insert(now);
         let held = seg.data.len() as u64;
         // A gap is left alone here; `HttpDone` then finds the length wrong.
         let Some(skip) = held.checked_sub(offset) else { return };
         let fresh = usize::try_from(skip).ok().and_then(|skip| bytes.get(skip..)).unwrap_or_default();
-        if held.saturating_add(fresh.len() as u64) > MAX_SEGMENT_BYTES {
+        let too_long = seg.expected_len().is_some_and(|len| held + fresh.len() as u64 > len);
+        if held.saturating_add(fresh.len() as u64) > MAX_SEGMENT_BYTES || too_long {
             seg.fetch = Fetch::Idle;
             self.outputs.push_back(Output::AbortHttp { id });
             self.give_up(id);
@@ -30,17 +37,24 @@ impl Engine {
         }
         seg.data.extend_from_slice(fresh);
         self.stats.http_bytes += fresh.len() as u64;
+        self.relay(now, id);
     }
 
-    pub(crate) fn on_http_done(&mut self, id: SegmentId, total_len: u64) {
+    pub(crate) fn on_http_done(&mut self, now: Millis, id: SegmentId, total_len: u64) {
         let Some(seg) = self.store.get_mut(id) else { return };
         if seg.fetch != Fetch::Http {
             return;
         }
         seg.fetch = Fetch::Idle;
-        if seg.data.len() as u64 == total_len {
+        let (started, from) = seg.fetch_started;
+        if let Some(first) = seg.first_byte {
+            self.http.record(started, first, now, (seg.data.len() as u64).saturating_sub(from));
+        }
+        if seg.data.len() as u64 == total_len && seg.info.byte_len.is_none_or(|len| len == total_len) {
             seg.total_len = Some(total_len);
             seg.complete = true;
+            self.check_complete(now, id);
+            self.relay(now, id);
             return;
         }
         // The prefix we resumed from does not fit what the CDN says: start over once.
@@ -48,7 +62,7 @@ impl Engine {
             self.give_up(id);
         } else {
             seg.discard();
-            self.start_http(id);
+            self.start_http(now, id);
         }
     }
 
@@ -66,6 +80,9 @@ impl Engine {
             seg.wanted = false;
             self.outputs.push_back(Output::PlayerFailed { id });
         }
+        if !self.store.get(id).is_some_and(|s| s.needed()) {
+            self.drop_uploads(id);
+        }
     }
 
     /// The segment cannot be had for now: its bytes go, and a waiting player is told.
@@ -77,6 +94,7 @@ impl Engine {
             seg.wanted = false;
             self.outputs.push_back(Output::PlayerFailed { id });
         }
+        self.drop_uploads(id);
     }
 
     #[allow(clippy::too_many_arguments)] // the fields of one `Message::Chunk`
@@ -101,8 +119,12 @@ impl Engine {
             seg.discard();
             seg.fetch = Fetch::Idle;
             seg.failed_peers.insert(peer.clone());
+            self.stats.corrupt_segments += 1;
+            self.peers.ban(peer);
             self.disconnect(now, peer);
-            self.start_http(id);
+            if self.store.get(id).is_some_and(|s| s.listed) {
+                self.start_http(now, id);
+            }
             return;
         }
         if offset != seg.data.len() as u64 {
@@ -112,23 +134,43 @@ impl Engine {
             self.send(peer, &Message::Cancel { id, request_id });
             return;
         }
+        seg.first_byte.get_or_insert(now);
         seg.data.extend_from_slice(&data);
         seg.total_len = Some(total_len);
+        if !data.is_empty() {
+            seg.from_peers = true;
+            seg.contributors.insert(peer.clone());
+        }
         self.stats.p2p_down_bytes += data.len() as u64;
+        let (started, from) = seg.fetch_started;
+        let got = (seg.data.len() as u64).saturating_sub(from);
         if seg.data.len() as u64 == total_len {
             seg.complete = true;
             seg.fetch = Fetch::Idle;
+            // A transfer's speed counts from the request, so a slow start shows.
+            self.peers.record_rate(peer, got, now.saturating_sub(started));
+            self.check_complete(now, id);
         } else if let Fetch::Peer { last_chunk, .. } = &mut seg.fetch {
             *last_chunk = now;
         }
+        self.relay(now, id);
     }
 
-    pub(crate) fn on_absent(&mut self, peer: &PeerId, id: SegmentId, request_id: u32) {
-        self.peers.lost(peer, id);
+    /// `peer` turned our request down. If it still announces the segment, its uplink is busy:
+    /// it is asked again a little later; otherwise it does not have it after all.
+    pub(crate) fn on_absent(&mut self, now: Millis, peer: &PeerId, id: SegmentId, request_id: u32) {
+        let busy = self.peers.announced(peer, id);
+        if !busy {
+            self.peers.lost(peer, id);
+        }
         let Some(seg) = self.store.get_mut(id) else { return };
         if matches!(&seg.fetch, Fetch::Peer { peer: p, request_id: r, .. } if p == peer && *r == request_id) {
             seg.fetch = Fetch::Idle;
-            seg.failed_peers.insert(peer.clone());
+            if busy && seg.busy.len() < MAX_BUSY_PEERS {
+                seg.busy.insert(peer.clone(), now.saturating_add(BUSY_RETRY_MS));
+            } else {
+                seg.failed_peers.insert(peer.clone());
+            }
         }
     }
 }

@@ -1,4 +1,5 @@
-//! Live HLS origin: HTTP ingest, sliding live window, playlists and segments.
+//! Live HLS origin and its CDN layer: HTTP ingest, sliding live window, DVR and live-to-VOD,
+//! segment digests, content steering, and the caching edge/shield ([`edge`]).
 //!
 //! An encoder (ffmpeg's HLS muxer with `-method PUT`) writes every segment and then the playlist
 //! that lists it with `PUT /live/{content}/{path}` and removes segments that left the window with
@@ -16,6 +17,14 @@
 //! newer segments exist. When an upload fails ffmpeg retries on a new connection and keeps
 //! encoding, so a refused playlist only delays the stream until the window refills.
 //!
+//! Beyond the live window (`/live/…`):
+//! - `/dvr/{content}/{path}` and `/vod/{content}/{path}`: the timeshift and VOD playlists
+//!   ([`dvr`]), over the same segments;
+//! - `/live/{content}/{name}.json`: the signed digest sidecar of `{name}.m3u8` ([`digest`]);
+//! - `/steer/…`: content steering across CDN pathways, fed by a built-in prober ([`steering`]).
+//!
+//! [`run`] starts either the origin or, with `mode = "edge"`, an edge ([`edge::run`]).
+//!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
 //! let config = swarmcast_origin::Config { ingest_token: "s3cret".into(), ..Default::default() };
@@ -26,13 +35,19 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod config;
+pub mod digest;
+pub mod dvr;
+pub mod edge;
 mod error;
 mod metrics;
+pub mod monitor;
 pub mod path;
 pub mod playlist;
 pub mod range;
 mod routes;
+pub mod steering;
 pub mod store;
+pub mod window;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -44,7 +59,7 @@ use axum::routing::get;
 use service::Metrics;
 use tokio::net::TcpListener;
 
-pub use config::{Config, ConfigError};
+pub use config::{Config, ConfigError, EdgeConfig, MAX_DVR_WINDOW_S, Mode};
 pub use error::ApiError;
 
 use metrics::OriginMetrics;
@@ -62,6 +77,10 @@ struct Inner {
     /// Origin of the store's millisecond clock.
     started: Instant,
     metrics: OriginMetrics,
+    /// Signs the digest sidecars.
+    signing_key: Option<ed25519_dalek::SigningKey>,
+    /// Content steering, when pathways are configured.
+    steering: Option<Arc<steering::Steering>>,
 }
 
 impl Origin {
@@ -72,8 +91,31 @@ impl Origin {
     pub fn new(config: Config, metrics: &Metrics) -> Result<Self, ConfigError> {
         config.validate()?;
         let store = Mutex::new(Store::new(config.limits()));
-        let inner = Inner { config, store, started: Instant::now(), metrics: OriginMetrics::register(metrics) };
+        let signing_key = digest::parse_key(&config.digest_signing_key);
+        let steering = (!config.steering.pathways.is_empty()).then(|| steering::Steering::new(config.steering.clone()));
+        let metrics = OriginMetrics::register(metrics);
+        let inner = Inner { config, store, started: Instant::now(), metrics, signing_key, steering };
         Ok(Self { inner: Arc::new(inner) })
+    }
+
+    /// Content steering state, when pathways are configured.
+    pub fn steering(&self) -> Option<&Arc<steering::Steering>> {
+        self.inner.steering.as_ref()
+    }
+
+    pub(crate) fn signing_key(&self) -> Option<&ed25519_dalek::SigningKey> {
+        self.inner.signing_key.as_ref()
+    }
+
+    /// Content ids that have a multivariant playlist (`master.m3u8`), for the prober.
+    pub fn live_contents(&self) -> Vec<String> {
+        self.with_store_read(|store, now| {
+            store
+                .contents()
+                .into_iter()
+                .filter(|c| path::ObjectPath::new(c, "master.m3u8").is_ok_and(|p| store.get(now, &p).is_some()))
+                .collect()
+        })
     }
 
     pub(crate) fn config(&self) -> &Config {
@@ -141,13 +183,16 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0_u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// The origin's routes: `GET`/`HEAD`/`PUT`/`DELETE` on `/live/{content}/{path}`.
+/// The origin's routes: `GET`/`HEAD`/`PUT`/`DELETE` on `/live/{content}/{path}`, `GET`/`HEAD`
+/// on `/dvr/…` and `/vod/…`, and the steering endpoints under `/steer/`.
 pub fn router(state: Origin) -> Router {
     Router::new()
-        .route(
-            "/live/{*path}",
-            get(routes::get_object).put(routes::put_object).delete(routes::delete_object),
-        )
+        .route("/live/{*path}", get(routes::get_object).put(routes::put_object).delete(routes::delete_object))
+        .route("/dvr/{*path}", get(routes::get_dvr))
+        .route("/vod/{*path}", get(routes::get_vod))
+        .route("/steer/health", get(steering::get_health))
+        .route("/steer/{content}/master.m3u8", get(steering::get_master))
+        .route("/steer/{content}/steering.json", get(steering::get_manifest))
         .with_state(state)
 }
 
@@ -161,9 +206,20 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    if config.mode == Mode::Edge {
+        return edge::run(config, listener, shutdown).await;
+    }
     let metrics = Metrics::new();
     let origin = Origin::new(config, &metrics).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-    service::serve(listener, router(origin), metrics, shutdown).await
+    let prober = origin.steering().cloned().map(|steering| {
+        let o = origin.clone();
+        tokio::spawn(steering::probe::run(steering, move || o.live_contents()))
+    });
+    let served = service::serve(listener, router(origin), metrics, shutdown).await;
+    if let Some(p) = prober {
+        p.abort();
+    }
+    served
 }
 
 #[cfg(test)]

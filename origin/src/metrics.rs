@@ -36,7 +36,11 @@ impl OriginMetrics {
         let m = Self::default();
         registry.register("origin_ingest_bytes", "Bytes accepted by PUT", m.ingest_bytes.clone());
         registry.register("origin_ingest_objects", "Objects accepted by PUT, by kind", m.ingest_objects.clone());
-        registry.register("origin_ingest_rejected", "Refused PUT/DELETE requests, by reason", m.ingest_rejected.clone());
+        registry.register(
+            "origin_ingest_rejected",
+            "Refused PUT/DELETE requests, by reason",
+            m.ingest_rejected.clone(),
+        );
         registry.register("origin_deletes", "Accepted DELETE requests", m.deletes.clone());
         registry.register("origin_get_requests", "GET/HEAD requests, by status", m.gets.clone());
         registry.register("origin_egress_bytes", "Body bytes sent in answer to GET", m.egress_bytes.clone());

@@ -4,7 +4,9 @@
 //! move its media sequence number backwards, must not rewrite a segment it already listed under
 //! the same sequence number, must keep every rounded `EXTINF` at or below the target duration, and
 //! may only list segments the origin already holds (an encoder uploads a segment before the
-//! playlist that lists it). A master playlist must reference its variants by relative URIs.
+//! playlist that lists it), and must account for every `EXT-X-DISCONTINUITY` it drops from the
+//! front in `EXT-X-DISCONTINUITY-SEQUENCE` (§6.2.2). A master playlist must reference its
+//! variants by relative URIs.
 
 use m3u8_rs::Playlist;
 
@@ -36,6 +38,21 @@ pub struct MediaState {
     pub maps: Vec<String>,
     /// Sum of the listed `EXTINF` durations, in milliseconds: the live window.
     pub duration_ms: u64,
+    /// `EXT-X-DISCONTINUITY-SEQUENCE`.
+    pub discontinuity_sequence: u64,
+    /// Whether the playlist carries `EXT-X-ENDLIST`: the stream ended.
+    pub ended: bool,
+    /// The listed segments as parsed (parallel to `segments`), for the DVR log and for
+    /// republishing a window.
+    pub items: Vec<m3u8_rs::MediaSegment>,
+}
+
+impl MediaState {
+    /// Media sequence number of the last listed segment, if any.
+    pub fn last_msn(&self) -> Option<u64> {
+        let n = self.segments.len() as u64;
+        (n > 0).then(|| self.media_sequence.saturating_add(n - 1))
+    }
 }
 
 /// Why a playlist was refused (422); the previous accepted version keeps being served.
@@ -105,6 +122,15 @@ pub enum PlaylistError {
     /// A master playlist without any variant.
     #[error("master playlist lists no variant")]
     NoVariants,
+    /// `EXT-X-DISCONTINUITY-SEQUENCE` does not count the discontinuities removed from the front
+    /// (RFC 8216 §6.2.2).
+    #[error("discontinuity sequence {got}, expected {expected}")]
+    DiscontinuitySequence {
+        /// The value the removed segments imply.
+        expected: u64,
+        /// The value in the refused playlist.
+        got: u64,
+    },
 }
 
 impl PlaylistError {
@@ -122,6 +148,7 @@ impl PlaylistError {
             Self::SegmentMissing(_) => "segment_missing",
             Self::SegmentRewritten { .. } => "segment_rewritten",
             Self::NoVariants => "no_variants",
+            Self::DiscontinuitySequence { .. } => "discontinuity_sequence",
         }
     }
 }
@@ -141,7 +168,8 @@ pub fn validate(
         return Err(PlaylistError::TooLarge);
     }
     std::str::from_utf8(body).map_err(|_| PlaylistError::Unparsable("not UTF-8"))?;
-    let parsed = m3u8_rs::parse_playlist_res(body).map_err(|_| PlaylistError::Unparsable("no #EXTM3U header or malformed tags"))?;
+    let parsed = m3u8_rs::parse_playlist_res(body)
+        .map_err(|_| PlaylistError::Unparsable("no #EXTM3U header or malformed tags"))?;
     let resolve_uri = |uri: &str| {
         resolve(path, uri).map(|p| p.path).map_err(|reason| PlaylistError::BadUri { uri: uri.to_owned(), reason })
     };
@@ -171,11 +199,15 @@ pub fn validate(
             }
             if let Some(prev) = previous {
                 if media.media_sequence < prev.media_sequence {
-                    return Err(PlaylistError::SequenceBackwards { previous: prev.media_sequence, got: media.media_sequence });
+                    return Err(PlaylistError::SequenceBackwards {
+                        previous: prev.media_sequence,
+                        got: media.media_sequence,
+                    });
                 }
                 if target != prev.target_duration {
                     return Err(PlaylistError::TargetDurationChanged { previous: prev.target_duration, got: target });
                 }
+                check_discontinuity_sequence(prev, media.media_sequence, media.discontinuity_sequence)?;
             }
             let mut segments = Vec::with_capacity(media.segments.len());
             let mut maps: Vec<String> = Vec::new();
@@ -194,7 +226,8 @@ pub fn validate(
                 }
                 if let Some(prev) = previous {
                     let msn = media.media_sequence.saturating_add(i as u64);
-                    let old = msn.checked_sub(prev.media_sequence).and_then(|k| prev.segments.get(usize::try_from(k).ok()?));
+                    let old =
+                        msn.checked_sub(prev.media_sequence).and_then(|k| prev.segments.get(usize::try_from(k).ok()?));
                     if let Some(old) = old.filter(|old| **old != resolved) {
                         return Err(PlaylistError::SegmentRewritten { msn, previous: old.clone(), got: resolved });
                     }
@@ -216,9 +249,23 @@ pub fn validate(
                 segments,
                 maps,
                 duration_ms,
+                discontinuity_sequence: media.discontinuity_sequence,
+                ended: media.end_list,
+                items: media.segments,
             }))
         }
     }
+}
+
+/// Checks that `dsn` counts the `EXT-X-DISCONTINUITY` tags of the segments `prev` listed and a
+/// playlist starting at `msn` no longer lists.
+fn check_discontinuity_sequence(prev: &MediaState, msn: u64, dsn: u64) -> Result<(), PlaylistError> {
+    let removed = usize::try_from(msn.saturating_sub(prev.media_sequence)).unwrap_or(usize::MAX);
+    let dropped = prev.items.iter().take(removed).filter(|s| s.discontinuity).count() as u64;
+    let expected = prev.discontinuity_sequence.saturating_add(dropped);
+    // Past the end of the previous window the encoder may have dropped segments we never saw.
+    let ok = if removed > prev.items.len() { dsn >= expected } else { dsn == expected };
+    if ok { Ok(()) } else { Err(PlaylistError::DiscontinuitySequence { expected, got: dsn }) }
 }
 
 #[cfg(test)]
@@ -278,6 +325,22 @@ mod tests {
         assert_eq!(rewritten.code(), "segment_rewritten");
         let master = "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1000\n360p/index.m3u8\n";
         assert_eq!(accept(master, Some(&prev)).unwrap_err().code(), "playlist_kind_changed");
+    }
+
+    #[test]
+    fn discontinuity_sequence_counts_removed_discontinuities() {
+        let body = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:1\n#EXT-X-DISCONTINUITY\n#EXTINF:2,\na.ts\n#EXTINF:2,\nb.ts\n";
+        let prev = accept(body, None).unwrap();
+        let next = |dsn: u64| {
+            format!(
+                "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:2\n#EXT-X-DISCONTINUITY-SEQUENCE:{dsn}\n#EXTINF:2,\nb.ts\n"
+            )
+        };
+        assert!(accept(&next(1), Some(&prev)).is_ok());
+        let e = accept(&next(0), Some(&prev)).unwrap_err();
+        assert_eq!(e, PlaylistError::DiscontinuitySequence { expected: 1, got: 0 });
+        let Accepted::Media(m) = prev else { panic!("media expected") };
+        assert_eq!((m.last_msn(), m.items.len(), m.ended), (Some(2), 2, false));
     }
 
     #[test]

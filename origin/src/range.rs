@@ -29,7 +29,8 @@ pub fn parse(header: Option<&str>, len: u64) -> RangeRequest {
     let Some((first, last)) = spec.trim().split_once('-') else {
         return RangeRequest::Full;
     };
-    let num = |s: &str| if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) { None } else { s.parse::<u64>().ok() };
+    let num =
+        |s: &str| if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) { None } else { s.parse::<u64>().ok() };
     match (first.is_empty(), num(first), num(last)) {
         // bytes=-S
         (true, _, Some(suffix)) => {
@@ -41,11 +42,19 @@ pub fn parse(header: Option<&str>, len: u64) -> RangeRequest {
         }
         // bytes=N-
         (false, Some(start), None) if last.is_empty() => {
-            if start >= len { RangeRequest::Unsatisfiable } else { RangeRequest::Partial { start, end: len - 1 } }
+            if start >= len {
+                RangeRequest::Unsatisfiable
+            } else {
+                RangeRequest::Partial { start, end: len - 1 }
+            }
         }
         // bytes=N-M
         (false, Some(start), Some(end)) if start <= end => {
-            if start >= len { RangeRequest::Unsatisfiable } else { RangeRequest::Partial { start, end: end.min(len - 1) } }
+            if start >= len {
+                RangeRequest::Unsatisfiable
+            } else {
+                RangeRequest::Partial { start, end: end.min(len - 1) }
+            }
         }
         _ => RangeRequest::Full,
     }

@@ -8,11 +8,12 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use bytes::BytesMut;
 
+use crate::Origin;
+use crate::dvr::View;
 use crate::error::ApiError;
-use crate::path::ObjectPath;
+use crate::path::{Kind, ObjectPath};
 use crate::range::{self, RangeRequest};
 use crate::store::PutOutcome;
-use crate::Origin;
 
 /// `PUT /live/{content}/{path}`: stores a segment or a validated playlist (201 new, 204 replaced).
 pub(crate) async fn put_object(State(origin): State<Origin>, uri: Uri, headers: HeaderMap, body: Body) -> Response {
@@ -64,10 +65,34 @@ fn delete_inner(origin: &Origin, uri: &Uri, headers: &HeaderMap) -> Result<(), A
     Ok(())
 }
 
+/// Which view of the stream a `GET` asks for, from its URL prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Prefix {
+    /// `/live/`: the live window, and the digest sidecars (`.json`).
+    Live,
+    /// `/dvr/` or `/vod/`: the timeshift or VOD playlists, and the same segments.
+    Recorded(View),
+}
+
 /// `GET`/`HEAD /live/{content}/{path}`: serves an object with its media type, caching headers and
 /// single-range support.
-pub(crate) async fn get_object(State(origin): State<Origin>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
-    let res = get_inner(&origin, &uri, &headers);
+pub(crate) async fn get_object(state: State<Origin>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
+    get_view(state, method, uri, headers, Prefix::Live)
+}
+
+/// `GET`/`HEAD /dvr/{content}/{path}`: the timeshift playlist of a media playlist; the master
+/// playlist and segments as under `/live/`.
+pub(crate) async fn get_dvr(state: State<Origin>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
+    get_view(state, method, uri, headers, Prefix::Recorded(View::Dvr))
+}
+
+/// `GET`/`HEAD /vod/{content}/{path}`: the VOD playlist of an ended stream (404 while live).
+pub(crate) async fn get_vod(state: State<Origin>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
+    get_view(state, method, uri, headers, Prefix::Recorded(View::Vod))
+}
+
+fn get_view(State(origin): State<Origin>, method: Method, uri: Uri, headers: HeaderMap, prefix: Prefix) -> Response {
+    let res = get_inner(&origin, &uri, &headers, prefix);
     let (status, len) = match &res {
         Ok((response, len)) => (response.status(), *len as u64),
         Err(e) => (e.status_and_code().0, 0),
@@ -88,9 +113,21 @@ pub(crate) async fn get_object(State(origin): State<Origin>, method: Method, uri
 }
 
 /// The response for a GET and the number of body bytes it carries.
-fn get_inner(origin: &Origin, uri: &Uri, headers: &HeaderMap) -> Result<(Response, usize), ApiError> {
-    let path = ObjectPath::from_url_path(uri.path())?;
-    let object = origin.with_store_read(|store, now| store.get(now, &path)).ok_or(ApiError::NotFound)?;
+fn get_inner(origin: &Origin, uri: &Uri, headers: &HeaderMap, prefix: Prefix) -> Result<(Response, usize), ApiError> {
+    let live_path = crate::edge::as_live(uri.path()).ok_or(ApiError::BadPath(crate::path::PathError::Shape))?;
+    if let (Prefix::Live, Some(playlist)) = (prefix, crate::digest::playlist_of(&live_path)) {
+        return digests(origin, &playlist);
+    }
+    let path = ObjectPath::from_url_path(&live_path)?;
+    let object = origin.with_store_read(|store, now| match prefix {
+        // A media playlist with a timeshift log is rendered from it; anything else (the
+        // multivariant playlist) is served as under /live/.
+        Prefix::Recorded(view) if store.has_dvr_log(&path) => store
+            .dvr_playlist(now, &path, view)
+            .map(|bytes| crate::store::Object { bytes, kind: Kind::Playlist, expires_at_ms: None }),
+        _ => store.get(now, &path),
+    });
+    let object = object.ok_or(ApiError::NotFound)?;
     let total = object.bytes.len() as u64;
     let range_header = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
     let (status, body, content_range) = match range::parse(range_header, total) {
@@ -103,7 +140,9 @@ fn get_inner(origin: &Origin, uri: &Uri, headers: &HeaderMap) -> Result<(Respons
         }
     };
     let cfg = origin.config();
-    let cache = if object.kind.is_playlist() {
+    let cache = if object.kind.is_playlist() && prefix == Prefix::Recorded(View::Vod) {
+        format!("public, max-age={}", cfg.segment_max_age_s)
+    } else if object.kind.is_playlist() {
         format!("public, max-age={}", cfg.playlist_max_age_s)
     } else {
         format!("public, max-age={}, immutable", cfg.segment_max_age_s)
@@ -119,6 +158,22 @@ fn get_inner(origin: &Origin, uri: &Uri, headers: &HeaderMap) -> Result<(Respons
     }
     if let Some(v) = content_range.and_then(|c| HeaderValue::from_str(&c).ok()) {
         h.insert(header::CONTENT_RANGE, v);
+    }
+    Ok((response, len))
+}
+
+/// The digest sidecar of the media playlist at `playlist` (a `/live/…/{name}.m3u8` URL path).
+fn digests(origin: &Origin, playlist: &str) -> Result<(Response, usize), ApiError> {
+    let path = ObjectPath::from_url_path(playlist)?;
+    let listed = origin.with_store_read(|store, now| store.digests(now, &path)).ok_or(ApiError::NotFound)?;
+    let doc = crate::digest::render(&path.content, &path.path, &listed, origin.signing_key());
+    let body = serde_json::to_vec(&doc).map_err(|e| ApiError::BadBody(e.to_string()))?;
+    let len = body.len();
+    let mut response = (StatusCode::OK, body).into_response();
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Ok(v) = HeaderValue::from_str(&format!("public, max-age={}", origin.config().playlist_max_age_s)) {
+        h.insert(header::CACHE_CONTROL, v);
     }
     Ok((response, len))
 }

@@ -108,7 +108,13 @@ async fn put_get_round_trip_with_headers() {
     assert!(head.bytes().await.unwrap().is_empty());
 
     // CORS comes from the shared server shell.
-    let cors = s.client.get(format!("{}/c/360p/seg_1.ts", s.base)).header(header::ORIGIN, "http://page.example").send().await.unwrap();
+    let cors = s
+        .client
+        .get(format!("{}/c/360p/seg_1.ts", s.base))
+        .header(header::ORIGIN, "http://page.example")
+        .send()
+        .await
+        .unwrap();
     assert!(cors.headers().contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN));
 
     let metrics = s.client.get(format!("http://{}/metrics", s.addr)).send().await.unwrap().text().await.unwrap();
@@ -158,7 +164,10 @@ async fn unknown_is_404() {
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
     assert_eq!(res.headers()[header::CACHE_CONTROL], "no-store");
     assert_eq!(error_code(res).await, "not_found");
-    assert_eq!(s.client.get(format!("http://{}/elsewhere", s.addr)).send().await.unwrap().status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        s.client.get(format!("http://{}/elsewhere", s.addr)).send().await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
     assert_eq!(s.delete("c/v/nothing.ts").await.status(), StatusCode::NOT_FOUND);
 }
 

@@ -79,7 +79,13 @@ pub fn sign(secret: &[u8], grant: &Grant) -> String {
 /// # Errors
 /// [`AccessError`]: malformed, bad signature, expired, wrong path or wrong address, checked in
 /// that order (the signature before any claim, so a forged token learns nothing).
-pub fn verify(secret: &[u8], token: &str, path: &str, client_ip: Option<&str>, now_s: u64) -> Result<Grant, AccessError> {
+pub fn verify(
+    secret: &[u8],
+    token: &str,
+    path: &str,
+    client_ip: Option<&str>,
+    now_s: u64,
+) -> Result<Grant, AccessError> {
     if token.len() > MAX_ACCESS_TOKEN_LEN {
         return Err(AccessError::Malformed);
     }
@@ -105,9 +111,8 @@ pub fn verify(secret: &[u8], token: &str, path: &str, client_ip: Option<&str>, n
 
 /// Finds the token in a raw query string (`a=1&__token__=…`) or a `Cookie` header value.
 pub fn find(query: Option<&str>, cookie: Option<&str>) -> Option<String> {
-    let from_query = query.and_then(|q| {
-        q.split('&').find_map(|kv| kv.strip_prefix(TOKEN_PARAM)?.strip_prefix('=').map(percent_decode))
-    });
+    let from_query = query
+        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix(TOKEN_PARAM)?.strip_prefix('=').map(percent_decode)));
     from_query.or_else(|| {
         cookie?.split(';').find_map(|kv| kv.trim().strip_prefix(TOKEN_PARAM)?.strip_prefix('=').map(percent_decode))
     })
@@ -145,7 +150,7 @@ fn hex_lower(bytes: &[u8]) -> String {
 }
 
 fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 || !s.is_ascii() {
+    if !s.len().is_multiple_of(2) || !s.is_ascii() {
         return None;
     }
     (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok()).collect()

@@ -11,6 +11,7 @@
 //! | [`token`] | tokens minted by the tracker, checked by signalling | HMAC-SHA256, base64url |
 //! | [`access`] | CDN access tokens minted by the distributor, checked by edges | HMAC-SHA256, EdgeAuth-style text |
 //! | [`intro`] | the tracker's introductions, carried by the agent to signalling | HMAC-SHA256, base64url |
+//! | [`webtorrent`] | WebTorrent clients (p2p-media-loader) ↔ the tracker's `/announce` websocket | JSON text frames |
 //!
 //! Every decoder bounds what it reads: see the `MAX_*` constants next to each type.
 #![deny(missing_docs)]
@@ -23,6 +24,7 @@ pub mod intro;
 pub mod peer;
 pub mod signal;
 pub mod token;
+pub mod webtorrent;
 
 pub use ids::{IdError, PeerId, SegmentId, SwarmId};
 

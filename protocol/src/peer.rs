@@ -9,13 +9,23 @@
 //!
 //! ```text
 //! message   = version:u8 (= PEER_PROTOCOL_VERSION) type:u8 fields
-//! type 1 Have     = count:varint segment_id*count   count:varint segment_id*count   (complete, then fetching)
+//! type 1 Have     = segment_set segment_set                                 (complete, then receiving)
 //! type 2 Request  = segment_id request_id:varint offset:varint
 //! type 3 Chunk    = segment_id request_id:varint offset:varint total_len:varint len:varint data:u8*len
 //! type 4 Absent   = segment_id request_id:varint
 //! type 5 Cancel   = segment_id request_id:varint
 //! segment_id = rendition:varint msn:varint
+//! segment_set = groups:varint group*groups
+//! group      = rendition:varint base:varint span:varint bitmap:u8*ceil(span/8)
 //! ```
+//!
+//! A `Have` announces segments as bitfields relative to the live window: each group covers
+//! msns `base..base + span` of one rendition, bit `i` (least significant bit of byte `i / 8`
+//! first) set when msn `base + i` is announced. A live window of ten segments costs about
+//! eight bytes instead of forty. The form is canonical: groups are sorted by (rendition, base),
+//! the first and last bits of a group are set, unused bits are zero, and a run of more than
+//! [`MAX_HAVE_GAP`] absent msns starts a new group (and only such a run does). Lists therefore
+//! decode sorted by (rendition, msn), without duplicates.
 //!
 //! `varint` is unsigned LEB128 (7 bits per byte, least significant group first, high bit set on
 //! every byte but the last), at most 10 bytes for a `u64` and 5 for a `u32`. Only the shortest
@@ -29,13 +39,17 @@
 use crate::SegmentId;
 
 /// Version byte that starts every message. A peer drops a connection whose messages carry another.
-pub const PEER_PROTOCOL_VERSION: u8 = 1;
+/// Version 2: `Have` as bitfields; a peer announcing a segment it is receiving relays its chunks.
+pub const PEER_PROTOCOL_VERSION: u8 = 2;
 
 /// Largest message either side sends or accepts, in bytes (a data channel message).
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
 /// Most segment ids in each list of a [`Message::Have`].
 pub const MAX_HAVE_SEGMENTS: usize = 1024;
+
+/// Longest run of absent msns inside one group of a `Have` bitfield; a longer run starts a new group.
+pub const MAX_HAVE_GAP: u64 = 16;
 
 /// Largest encoded [`Message::Chunk`] header (everything but its data), in bytes: version, type,
 /// segment id (5 + 10), request id (5), offset (10), total length (10), data length (3).
@@ -61,12 +75,14 @@ mod kind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
     /// What the sender holds: sent when the channel opens and whenever it changes. Replaces the
-    /// previous `Have` from the same peer.
+    /// previous `Have` from the same peer. Both lists travel as sets (sorted by (rendition, msn),
+    /// duplicates dropped).
     Have {
         /// Complete segments the sender can serve, at most [`MAX_HAVE_SEGMENTS`].
         segments: Vec<SegmentId>,
-        /// Segments the sender is downloading from the CDN right now, at most
-        /// [`MAX_HAVE_SEGMENTS`]; others may wait for them instead of fetching them too.
+        /// Segments the sender is receiving right now (from the CDN or a peer), at most
+        /// [`MAX_HAVE_SEGMENTS`]. It serves requests for them with the bytes it holds and
+        /// relays the rest as they arrive; others need not fetch them from the CDN too.
         fetching: Vec<SegmentId>,
     },
     /// Ask for segment `id` from byte `offset` on; answered by [`Message::Chunk`]s or [`Message::Absent`].
@@ -132,9 +148,13 @@ pub enum PeerMessageError {
     /// A varint was not in its shortest form.
     #[error("varint not in shortest form")]
     NonCanonicalVarint,
-    /// A segment list of a `Have` holds more than [`MAX_HAVE_SEGMENTS`] ids (the announced count).
+    /// A segment list of a `Have` holds more than [`MAX_HAVE_SEGMENTS`] ids or groups (the count).
     #[error("segment list of {0} exceeds {MAX_HAVE_SEGMENTS}")]
     TooManySegments(u64),
+    /// A `Have` bitfield is not in canonical form (unsorted or overlapping groups, a group that
+    /// does not start and end with a set bit, stray bits, or a gap that should split it).
+    #[error("malformed segment bitfield")]
+    BadBitfield,
     /// A chunk carries more than [`MAX_CHUNK_DATA_BYTES`] (the announced data length, in bytes).
     #[error("chunk of {0} bytes exceeds {MAX_CHUNK_DATA_BYTES}")]
     ChunkTooLarge(u64),
@@ -164,12 +184,8 @@ impl Message {
         match self {
             Self::Have { segments, fetching } => {
                 out.push(kind::HAVE);
-                for list in [segments, fetching] {
-                    put_varint(&mut out, list.len() as u64);
-                    for id in list {
-                        put_segment_id(&mut out, *id);
-                    }
-                }
+                put_segment_set(&mut out, segments);
+                put_segment_set(&mut out, fetching);
             }
             Self::Request { id, request_id, offset } => {
                 out.push(kind::REQUEST);
@@ -207,8 +223,8 @@ impl Message {
         let mut r = Reader { rest };
         let message = match r.u8()? {
             kind::HAVE => {
-                let segments = r.segment_list()?;
-                let fetching = r.segment_list()?;
+                let segments = r.segment_set()?;
+                let fetching = r.segment_set()?;
                 Self::Have { segments, fetching }
             }
             kind::REQUEST => {
@@ -283,6 +299,41 @@ fn put_varint(out: &mut Vec<u8>, mut value: u64) {
     out.push(value as u8);
 }
 
+/// Encodes `ids` as bitfield groups (see the module documentation).
+fn put_segment_set(out: &mut Vec<u8>, ids: &[SegmentId]) {
+    let mut ids = ids.to_vec();
+    ids.sort_unstable_by_key(|id| (id.rendition, id.msn));
+    ids.dedup();
+    // Groups as (rendition, base, last) over the sorted ids.
+    let mut groups: Vec<(u32, u64, u64)> = Vec::new();
+    for id in &ids {
+        match groups.last_mut() {
+            Some((r, _, last)) if *r == id.rendition && id.msn - *last - 1 <= MAX_HAVE_GAP => *last = id.msn,
+            _ => groups.push((id.rendition, id.msn, id.msn)),
+        }
+    }
+    put_varint(out, groups.len() as u64);
+    let mut rest = ids.as_slice();
+    for (rendition, base, last) in groups {
+        let span = last - base + 1;
+        put_varint(out, u64::from(rendition));
+        put_varint(out, base);
+        put_varint(out, span);
+        // `span` is at most MAX_HAVE_SEGMENTS × (MAX_HAVE_GAP + 1) for lists within bounds;
+        // larger lists are the sender's bug and still encode.
+        let mut bitmap = vec![0u8; usize::try_from(span.div_ceil(8)).unwrap_or(usize::MAX)];
+        while let Some((first, tail)) = rest.split_first() {
+            if first.rendition != rendition || first.msn > last {
+                break;
+            }
+            let bit = first.msn - base;
+            bitmap[(bit / 8) as usize] |= 1 << (bit % 8);
+            rest = tail;
+        }
+        out.extend_from_slice(&bitmap);
+    }
+}
+
 fn put_segment_id(out: &mut Vec<u8>, id: SegmentId) {
     put_varint(out, u64::from(id.rendition));
     put_varint(out, id.msn);
@@ -336,18 +387,58 @@ impl<'a> Reader<'a> {
         Ok(SegmentId { rendition: self.u32()?, msn: self.varint()? })
     }
 
-    fn segment_list(&mut self) -> Result<Vec<SegmentId>, PeerMessageError> {
-        let count = self.varint()?;
-        if count > MAX_HAVE_SEGMENTS as u64 {
-            return Err(PeerMessageError::TooManySegments(count));
+    /// Decodes a bitfield segment set, checking that it is in canonical form and bounded.
+    fn segment_set(&mut self) -> Result<Vec<SegmentId>, PeerMessageError> {
+        let groups = self.varint()?;
+        if groups > MAX_HAVE_SEGMENTS as u64 {
+            return Err(PeerMessageError::TooManySegments(groups));
         }
-        // `count` ≤ MAX_HAVE_SEGMENTS fits in usize. Each id takes at least 2 bytes: refuse a
-        // count the rest cannot hold before allocating for it.
-        let count = count as usize;
-        if self.rest.len() < 2 * count {
-            return Err(PeerMessageError::Truncated);
+        let mut ids: Vec<SegmentId> = Vec::new();
+        for _ in 0..groups {
+            let rendition = self.u32()?;
+            let base = self.varint()?;
+            let span = self.varint()?;
+            let last = span.checked_sub(1).and_then(|s| base.checked_add(s)).ok_or(PeerMessageError::BadBitfield)?;
+            if let Some(prev) = ids.last()
+                && (prev.rendition, prev.msn) >= (rendition, base)
+            {
+                return Err(PeerMessageError::BadBitfield);
+            }
+            if let Some(prev) = ids.last().filter(|p| p.rendition == rendition)
+                && base - prev.msn - 1 <= MAX_HAVE_GAP
+            {
+                return Err(PeerMessageError::BadBitfield);
+            }
+            // The bitmap must be in the message: bounds `span` before anything is allocated.
+            let len = span.div_ceil(8);
+            if len > self.rest.len() as u64 {
+                return Err(PeerMessageError::Truncated);
+            }
+            // `len` is at most the remaining message length, so it fits in usize.
+            let bitmap = self.take(len as usize)?;
+            let mut gap = 0u64;
+            for bit in 0..span {
+                // `bit / 8 < len`, within the bitmap.
+                if bitmap[(bit / 8) as usize] & (1 << (bit % 8)) == 0 {
+                    gap += 1;
+                    if gap > MAX_HAVE_GAP || bit == 0 || bit == span - 1 {
+                        return Err(PeerMessageError::BadBitfield);
+                    }
+                    continue;
+                }
+                gap = 0;
+                if ids.len() == MAX_HAVE_SEGMENTS {
+                    return Err(PeerMessageError::TooManySegments(MAX_HAVE_SEGMENTS as u64 + 1));
+                }
+                ids.push(SegmentId { rendition, msn: base + bit });
+            }
+            let used = span % 8;
+            if used != 0 && bitmap.last().is_some_and(|b| b >> used != 0) {
+                return Err(PeerMessageError::BadBitfield);
+            }
+            debug_assert_eq!(ids.last().map(|id| id.msn), Some(last));
         }
-        (0..count).map(|_| self.segment_id()).collect()
+        Ok(ids)
     }
 }
 
@@ -362,8 +453,20 @@ mod tests {
         (any::<u32>(), any::<u64>()).prop_map(|(rendition, msn)| SegmentId { rendition, msn })
     }
 
+    /// A set of ids as `Have` carries it: sorted by (rendition, msn), no duplicates; drawn from a
+    /// few renditions and windows so that bitfield groups form, merge and split.
+    fn id_set() -> impl Strategy<Value = Vec<SegmentId>> {
+        let near = (0u32..3, prop_oneof![0u64..40, u64::MAX - 40..=u64::MAX, any::<u64>()])
+            .prop_map(|(rendition, msn)| SegmentId { rendition, msn });
+        vec(prop_oneof![near, id()], 0..60).prop_map(|mut ids| {
+            ids.sort_unstable_by_key(|id| (id.rendition, id.msn));
+            ids.dedup();
+            ids
+        })
+    }
+
     fn message() -> impl Strategy<Value = Message> {
-        let ids = || vec(id(), 0..40);
+        let ids = id_set;
         // offset + data.len() <= total_len <= MAX_SEGMENT_BYTES
         let chunk = (id(), any::<u32>(), 0..MAX_SEGMENT_BYTES / 2, 0..MAX_SEGMENT_BYTES / 2, vec(any::<u8>(), 0..300))
             .prop_map(|(id, request_id, offset, slack, data)| {
@@ -435,11 +538,57 @@ mod tests {
 
     #[test]
     fn a_full_have_fits_in_one_message_and_request_has_the_documented_layout() {
-        let ids = vec![SegmentId { rendition: u32::MAX, msn: u64::MAX }; MAX_HAVE_SEGMENTS];
+        // Worst case: every id in its own group, with the largest varints.
+        let ids: Vec<SegmentId> = (0..MAX_HAVE_SEGMENTS as u64)
+            .map(|i| SegmentId { rendition: u32::MAX, msn: u64::MAX - i * (MAX_HAVE_GAP + 1) })
+            .rev()
+            .collect();
         let m = Message::Have { segments: ids.clone(), fetching: ids };
-        assert!(m.encode().len() <= MAX_MESSAGE_BYTES);
+        let bytes = m.encode();
+        assert!(bytes.len() <= MAX_MESSAGE_BYTES, "{} bytes", bytes.len());
+        assert_eq!(Message::decode(&bytes), Ok(m));
         let bytes = Message::Request { id: SEG, request_id: 1, offset: 128 }.encode();
-        assert_eq!(bytes, [1, 2, 2, 0xac, 0x02, 1, 0x80, 0x01]);
+        assert_eq!(bytes, [2, 2, 2, 0xac, 0x02, 1, 0x80, 0x01]);
+    }
+
+    #[test]
+    fn a_live_window_is_a_few_bytes_and_lists_come_back_as_sets() {
+        let window: Vec<SegmentId> = [1_000_000, 1_000_001, 1_000_003, 1_000_009, 1_000_001]
+            .into_iter()
+            .map(|msn| SegmentId { rendition: 1, msn })
+            .collect();
+        let bytes = Message::Have { segments: window.clone(), fetching: vec![] }.encode();
+        // version, type, 1 group: rendition, base (3 bytes), span, 2 bitmap bytes; 0 groups.
+        assert_eq!(bytes, [2, 1, 1, 1, 0xc0, 0x84, 0x3d, 10, 0b0000_1011, 0b10, 0]);
+        let Ok(Message::Have { segments, .. }) = Message::decode(&bytes) else { panic!() };
+        assert_eq!(segments.iter().map(|s| s.msn - 1_000_000).collect::<Vec<_>>(), vec![0, 1, 3, 9]);
+    }
+
+    #[test]
+    fn non_canonical_bitfields_are_rejected() {
+        let group = |parts: &[u8]| {
+            let mut b = vec![2, 1, 1];
+            b.extend_from_slice(parts);
+            b.push(0);
+            Message::decode(&b)
+        };
+        assert!(group(&[0, 5, 3, 0b101]).is_ok());
+        assert_eq!(group(&[0, 5, 3, 0b100]), Err(PeerMessageError::BadBitfield), "first bit clear");
+        assert_eq!(group(&[0, 5, 3, 0b011]), Err(PeerMessageError::BadBitfield), "last bit clear");
+        assert_eq!(group(&[0, 5, 3, 0b1101]), Err(PeerMessageError::BadBitfield), "stray bit");
+        assert_eq!(group(&[0, 5, 0]), Err(PeerMessageError::BadBitfield), "empty span");
+        // 17 clear bits in a row must have split the group.
+        assert_eq!(group(&[0, 5, 19, 0b1, 0, 0b100]), Err(PeerMessageError::BadBitfield));
+        // Two groups of one rendition closer than the gap must have been one.
+        let two = |second_base: u8| Message::decode(&[2, 1, 2, 0, 5, 1, 1, 0, second_base, 1, 1, 0]);
+        assert_eq!(two(10), Err(PeerMessageError::BadBitfield));
+        assert_eq!(two(5), Err(PeerMessageError::BadBitfield), "overlapping");
+        assert!(two(5 + 18).is_ok());
+        // A span that overflows the msn range.
+        let mut b = vec![2, 1, 1, 0];
+        put_varint(&mut b, u64::MAX);
+        b.extend([2, 0b11, 0]);
+        assert_eq!(Message::decode(&b), Err(PeerMessageError::BadBitfield));
     }
 
     #[test]
@@ -448,8 +597,9 @@ mod tests {
         let big = vec![0; MAX_MESSAGE_BYTES + 1];
         assert_eq!(Message::decode(&big), Err(PeerMessageError::TooLarge(MAX_MESSAGE_BYTES + 1)));
         assert_eq!(Message::decode(&[9, 1, 0, 0]), Err(PeerMessageError::UnsupportedVersion(9)));
-        assert_eq!(Message::decode(&[1, 99]), Err(PeerMessageError::UnknownType(99)));
-        assert_eq!(Message::decode(&[1]), Err(PeerMessageError::Truncated));
+        assert_eq!(Message::decode(&[1, 1, 0, 0]), Err(PeerMessageError::UnsupportedVersion(1)));
+        assert_eq!(Message::decode(&[2, 99]), Err(PeerMessageError::UnknownType(99)));
+        assert_eq!(Message::decode(&[2]), Err(PeerMessageError::Truncated));
     }
 
     #[test]
@@ -462,22 +612,29 @@ mod tests {
     #[test]
     fn overlong_and_overflowing_varints_are_rejected() {
         // rendition encoded as 0x80 0x00 (zero in two bytes)
-        assert_eq!(Message::decode(&[1, 4, 0x80, 0x00, 0, 0]), Err(PeerMessageError::NonCanonicalVarint));
+        assert_eq!(Message::decode(&[2, 4, 0x80, 0x00, 0, 0]), Err(PeerMessageError::NonCanonicalVarint));
         // rendition = 2^32 does not fit a u32
-        assert_eq!(Message::decode(&[1, 4, 0x80, 0x80, 0x80, 0x80, 0x10, 0, 0]), Err(PeerMessageError::VarintOverflow));
+        assert_eq!(Message::decode(&[2, 4, 0x80, 0x80, 0x80, 0x80, 0x10, 0, 0]), Err(PeerMessageError::VarintOverflow));
         // eleven continuation bytes
-        let mut bytes = vec![1, 5, 0];
+        let mut bytes = vec![2, 5, 0];
         bytes.extend([0xff; 11]);
         assert_eq!(Message::decode(&bytes), Err(PeerMessageError::VarintOverflow));
     }
 
     #[test]
     fn have_lists_are_bounded_before_allocating() {
-        let mut bytes = vec![1, 1];
+        let mut bytes = vec![2, 1];
         put_varint(&mut bytes, MAX_HAVE_SEGMENTS as u64 + 1);
         assert_eq!(Message::decode(&bytes), Err(PeerMessageError::TooManySegments(MAX_HAVE_SEGMENTS as u64 + 1)));
-        // A count the remaining bytes cannot hold.
-        assert_eq!(Message::decode(&[1, 1, 100, 0, 0]), Err(PeerMessageError::Truncated));
+        // A span whose bitmap the remaining bytes cannot hold.
+        let mut bytes = vec![2, 1, 1, 0, 0];
+        put_varint(&mut bytes, u64::MAX / 2);
+        assert_eq!(Message::decode(&bytes), Err(PeerMessageError::Truncated));
+        // More set bits than a list may hold.
+        let mut bytes = vec![2, 1, 1, 0, 0];
+        put_varint(&mut bytes, 2 * MAX_HAVE_SEGMENTS as u64);
+        bytes.extend(vec![0xff; MAX_HAVE_SEGMENTS / 4]);
+        assert_eq!(Message::decode(&bytes), Err(PeerMessageError::TooManySegments(MAX_HAVE_SEGMENTS as u64 + 1)));
     }
 
     #[test]
@@ -492,7 +649,7 @@ mod tests {
         assert!(Message::decode(&overflow).is_err());
         let far = Message::Request { id: SEG, request_id: 0, offset: MAX_SEGMENT_BYTES + 1 }.encode();
         assert!(matches!(Message::decode(&far), Err(PeerMessageError::SegmentTooLarge { .. })));
-        let mut too_long = vec![1, 3, 0, 0, 0, 0, 0];
+        let mut too_long = vec![2, 3, 0, 0, 0, 0, 0];
         put_varint(&mut too_long, MAX_CHUNK_DATA_BYTES as u64 + 1);
         assert_eq!(Message::decode(&too_long), Err(PeerMessageError::ChunkTooLarge(MAX_CHUNK_DATA_BYTES as u64 + 1)));
     }

@@ -20,6 +20,28 @@ pub struct Config {
     pub max_connections: usize,
     /// Longest time one write to a client may take before the connection is dropped, in seconds.
     pub send_timeout_s: u64,
+    /// Most connections at once from one IPv4 address or one IPv6 /64, in connections; more get
+    /// 429 before the upgrade. Viewers behind one NAT share an address, so keep it well above 1.
+    pub max_connections_per_ip: usize,
+    /// Whether an offer needs the tracker's introduction of its recipient to its sender (a
+    /// `introduce` frame carrying [`protocol::api::PeersResponse::intro`]), and candidates and
+    /// `bye` an offer or answer between the two. Off, only the answer rule holds (an answer needs
+    /// an outstanding offer from its recipient). Turn it on once every agent sends `introduce`.
+    pub require_introduction: bool,
+    /// How long an offer waits for its answer, and how long an answered pair may keep trickling
+    /// candidates after its last message, in seconds (aquatic_ws `max_offer_age`: 120).
+    pub offer_ttl_s: u64,
+    /// Most peers one connection may deal with at once (introduced, offered or answered), in
+    /// peers; entries past their lifetime make room.
+    pub max_links: usize,
+    /// Websocket read buffer per connection, allocated up front, in bytes (tungstenite's default
+    /// is 128 KiB, which dominates the memory of an idle connection).
+    pub ws_read_buffer_bytes: usize,
+    /// Outgoing bytes buffered before a write is flushed to the socket, in bytes.
+    pub ws_write_buffer_bytes: usize,
+    /// Most outgoing bytes buffered per connection, in bytes; must hold one largest message
+    /// ([`protocol::signal::MAX_MESSAGE_BYTES`]) plus `ws_write_buffer_bytes`.
+    pub ws_max_write_buffer_bytes: usize,
 }
 
 impl Default for Config {
@@ -32,6 +54,13 @@ impl Default for Config {
             queue_messages: 64,
             max_connections: 100_000,
             send_timeout_s: 10,
+            max_connections_per_ip: 100,
+            require_introduction: false,
+            offer_ttl_s: 120,
+            max_links: 256,
+            ws_read_buffer_bytes: 4096,
+            ws_write_buffer_bytes: 4096,
+            ws_max_write_buffer_bytes: 128 * 1024,
         }
     }
 }
@@ -43,9 +72,14 @@ pub enum ConfigError {
     /// `secret` is empty: tokens would be forgeable. Set the tracker's secret.
     #[error("secret must not be empty")]
     EmptySecret,
-    /// A timeout, rate or queue length is 0, which would refuse or close everything.
-    #[error("idle_timeout_s, send_timeout_s, max_messages_per_s, burst_messages and queue_messages must be above 0")]
+    /// A timeout, rate, queue length or cap is 0, which would refuse or close everything.
+    #[error(
+        "idle_timeout_s, send_timeout_s, max_messages_per_s, burst_messages, queue_messages, max_connections_per_ip, offer_ttl_s and max_links must be above 0"
+    )]
     Zero,
+    /// The websocket buffers cannot hold one largest message.
+    #[error("ws_max_write_buffer_bytes must exceed ws_write_buffer_bytes + MAX_MESSAGE_BYTES, and ws_read_buffer_bytes be above 0")]
+    Buffers,
 }
 
 impl Config {
@@ -61,9 +95,16 @@ impl Config {
             || self.send_timeout_s == 0
             || self.max_messages_per_s == 0
             || self.burst_messages == 0
-            || self.queue_messages == 0;
+            || self.queue_messages == 0
+            || self.max_connections_per_ip == 0
+            || self.offer_ttl_s == 0
+            || self.max_links == 0;
         if zero {
             return Err(ConfigError::Zero);
+        }
+        let largest = self.ws_write_buffer_bytes.saturating_add(protocol::signal::MAX_MESSAGE_BYTES);
+        if self.ws_max_write_buffer_bytes <= largest || self.ws_read_buffer_bytes == 0 {
+            return Err(ConfigError::Buffers);
         }
         Ok(())
     }
@@ -80,6 +121,7 @@ mod tests {
         assert_eq!(serde_json::from_str::<Config>(&json).unwrap(), config);
         assert_eq!(config.validate(), Ok(()));
         assert_eq!(Config::default().validate(), Err(ConfigError::EmptySecret));
-        assert_eq!(Config { queue_messages: 0, ..config }.validate(), Err(ConfigError::Zero));
+        assert_eq!(Config { queue_messages: 0, ..config.clone() }.validate(), Err(ConfigError::Zero));
+        assert_eq!(Config { ws_max_write_buffer_bytes: 64 * 1024, ..config }.validate(), Err(ConfigError::Buffers));
     }
 }

@@ -18,6 +18,9 @@ pub enum ApiError {
     /// The server holds its maximum number of connections (503 `full`); retry later.
     #[error("too many connections")]
     Full,
+    /// The client's address holds its maximum number of connections (429 `too_many_from_address`).
+    #[error("too many connections from this address")]
+    PerIpCap,
 }
 
 impl ApiError {
@@ -27,6 +30,7 @@ impl ApiError {
             Self::BadToken => "bad_token",
             Self::TokenExpired => "token_expired",
             Self::Full => "full",
+            Self::PerIpCap => "too_many_from_address",
         }
     }
 
@@ -34,6 +38,7 @@ impl ApiError {
         match self {
             Self::BadToken | Self::TokenExpired => StatusCode::UNAUTHORIZED,
             Self::Full => StatusCode::SERVICE_UNAVAILABLE,
+            Self::PerIpCap => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 }

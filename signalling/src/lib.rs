@@ -25,11 +25,14 @@
 
 mod config;
 mod error;
+mod links;
+mod per_ip;
 mod relay;
 mod ws;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
@@ -42,6 +45,8 @@ use tokio::net::TcpListener;
 pub use config::{Config, ConfigError};
 pub use error::ApiError;
 
+use links::Policy;
+use per_ip::PerIp;
 use relay::Registry;
 use ws::ConnHandle;
 
@@ -53,7 +58,9 @@ pub struct AppState {
 
 struct Inner {
     config: Config,
+    policy: Policy,
     registry: Mutex<Registry<ConnHandle>>,
+    per_ip: PerIp,
     connections: Gauge,
     relayed: Counter,
     rejected: Family<[(&'static str, &'static str); 1], Counter>,
@@ -69,8 +76,15 @@ impl AppState {
     /// [`ConfigError`] when `config` does not pass [`Config::validate`].
     pub fn new(config: Config, metrics: &Metrics) -> Result<Self, ConfigError> {
         config.validate()?;
+        let policy = Policy {
+            require_intro: config.require_introduction,
+            offer_ttl: Duration::from_secs(config.offer_ttl_s),
+            max_links: config.max_links,
+        };
         let inner = Inner {
+            per_ip: PerIp::new(config.max_connections_per_ip),
             config,
+            policy,
             registry: Mutex::new(Registry::new()),
             connections: Gauge::default(),
             relayed: Counter::default(),
@@ -108,6 +122,9 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // Signals are small and latency-bound: no Nagle delay. Linux copies the option to every
+    // accepted socket.
+    socket2::SockRef::from(&listener).set_tcp_nodelay(true)?;
     let metrics = Metrics::new();
     let state =
         AppState::new(config, &metrics).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;

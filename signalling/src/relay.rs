@@ -10,6 +10,8 @@ use std::time::Instant;
 use protocol::PeerId;
 use protocol::signal::{ClientMessage, FrameError, ServerMessage};
 
+use crate::links::{Kind, Links, Policy, Refusal};
+
 /// The (customer, content) a connection speaks for, from its token; relays never cross it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct Scope {
@@ -32,6 +34,26 @@ struct Conn<S> {
     id: ConnId,
     scope: Scope,
     handle: S,
+    links: Links,
+}
+
+/// Why a relay does not reach its recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unroutable {
+    /// The recipient is not connected here within the sender's scope.
+    UnknownPeer,
+    /// A rule of [`crate::links`] forbids it.
+    Refused(Refusal),
+}
+
+impl Unroutable {
+    /// Machine-readable reason, sent in `undeliverable` and used as the metric label.
+    pub(crate) fn reason(self) -> &'static str {
+        match self {
+            Self::UnknownPeer => "unknown_peer",
+            Self::Refused(refusal) => refusal.reason(),
+        }
+    }
 }
 
 impl<S> Registry<S> {
@@ -45,7 +67,7 @@ impl<S> Registry<S> {
     pub(crate) fn register(&mut self, peer: PeerId, scope: Scope, handle: S) -> (ConnId, Option<S>) {
         let id = self.next_id;
         self.next_id += 1;
-        let old = self.conns.insert(peer, Conn { id, scope, handle });
+        let old = self.conns.insert(peer, Conn { id, scope, handle, links: Links::default() });
         (id, old.map(|c| c.handle))
     }
 
@@ -68,6 +90,45 @@ impl<S> Registry<S> {
     pub(crate) fn route(&self, from: &Scope, to: &PeerId) -> Option<&S> {
         self.conns.get(to).filter(|c| c.scope == *from).map(|c| &c.handle)
     }
+
+    /// Routes a `kind` signal from `from` (in `scope`) to `to` under the rules of
+    /// [`crate::links`], recording it on both connections; returns the recipient's handle.
+    ///
+    /// # Errors
+    /// [`Unroutable`]: the recipient is unknown, or a rule refuses the signal.
+    pub(crate) fn relay(
+        &mut self,
+        now: Instant,
+        from: &PeerId,
+        scope: &Scope,
+        to: &PeerId,
+        kind: Kind,
+        policy: &Policy,
+    ) -> Result<&S, Unroutable> {
+        if from == to || self.route(scope, to).is_none() {
+            return Err(Unroutable::UnknownPeer);
+        }
+        if let Some(sender) = self.conns.get_mut(from) {
+            sender.links.on_send(now, to, kind, policy).map_err(Unroutable::Refused)?;
+        }
+        let recipient = self.conns.get_mut(to).ok_or(Unroutable::UnknownPeer)?;
+        recipient.links.on_receive(now, from, kind, policy).map_err(Unroutable::Refused)?;
+        Ok(&recipient.handle)
+    }
+
+    /// Records that the tracker introduced `peers` to `peer` until `until`; returns how many were
+    /// recorded (0 when `peer` is not connected).
+    pub(crate) fn introduce(
+        &mut self,
+        now: Instant,
+        peer: &PeerId,
+        peers: Vec<PeerId>,
+        until: Instant,
+        policy: &Policy,
+    ) -> usize {
+        let Some(conn) = self.conns.get_mut(peer) else { return 0 };
+        conn.links.introduce(now, peers.into_iter().filter(|p| p != peer), until, policy)
+    }
 }
 
 /// What the shell does with one text frame.
@@ -75,8 +136,10 @@ impl<S> Registry<S> {
 pub(crate) enum Action {
     /// Send this back to the sender.
     Reply(ServerMessage),
-    /// Deliver `message` to `to` (see [`Registry::route`]); tell the sender if that fails.
-    Relay { to: PeerId, message: ServerMessage },
+    /// Deliver `message` to `to` (see [`Registry::relay`]); tell the sender if that fails.
+    Relay { to: PeerId, kind: Kind, message: ServerMessage },
+    /// Verify this introduction token and record it (see [`Registry::introduce`]).
+    Introduce(String),
 }
 
 /// Interprets a text frame from `from`. Malformed or oversize frames get an
@@ -84,9 +147,10 @@ pub(crate) enum Action {
 pub(crate) fn on_text(from: &PeerId, text: &str) -> Action {
     match ClientMessage::parse(text) {
         Ok(ClientMessage::Relay { to, signal }) => {
-            Action::Relay { to, message: ServerMessage::Relay { from: from.clone(), signal } }
+            Action::Relay { to, kind: Kind::from(&signal), message: ServerMessage::Relay { from: from.clone(), signal } }
         }
         Ok(ClientMessage::Ping) => Action::Reply(ServerMessage::Pong),
+        Ok(ClientMessage::Introduce { intro }) => Action::Introduce(intro),
         Err(FrameError::TooLarge(_)) => Action::Reply(error("too_large")),
         Err(_) => Action::Reply(error("malformed")),
     }
@@ -151,7 +215,9 @@ mod tests {
     fn frames_become_relays_pongs_or_errors() {
         let text = r#"{"type":"relay","to":"b","signal":{"kind":"offer","sdp":"v=0"}}"#;
         let relay = ServerMessage::Relay { from: id("a"), signal: Signal::Offer { sdp: "v=0".into() } };
-        assert_eq!(on_text(&id("a"), text), Action::Relay { to: id("b"), message: relay });
+        assert_eq!(on_text(&id("a"), text), Action::Relay { to: id("b"), kind: Kind::Offer, message: relay });
+        let introduce = r#"{"type":"introduce","intro":"x.y"}"#;
+        assert_eq!(on_text(&id("a"), introduce), Action::Introduce("x.y".into()));
         assert_eq!(on_text(&id("a"), r#"{"type":"ping"}"#), Action::Reply(ServerMessage::Pong));
         assert_eq!(on_text(&id("a"), "{nope"), Action::Reply(error("malformed")));
         assert_eq!(
@@ -187,6 +253,26 @@ mod tests {
         assert_eq!(reg.route(&scope("live"), &id("a")), None);
         reg.register(id("b"), scope("live"), "b");
         assert_eq!(reg.remove(&id("b")), Some("b"));
+    }
+
+    #[test]
+    fn relays_check_both_connections_and_never_loop_back() {
+        let now = Instant::now();
+        let policy = Policy { require_intro: true, offer_ttl: Duration::from_secs(120), max_links: 8 };
+        let mut reg = Registry::new();
+        reg.register(id("a"), scope("live"), 1);
+        reg.register(id("b"), scope("live"), 2);
+        let relay = |reg: &mut Registry<i32>, from: &str, to: &str, kind| {
+            reg.relay(now, &id(from), &scope("live"), &id(to), kind, &policy).copied()
+        };
+        assert_eq!(relay(&mut reg, "a", "a", Kind::Other), Err(Unroutable::UnknownPeer));
+        assert_eq!(relay(&mut reg, "a", "zz", Kind::Offer), Err(Unroutable::UnknownPeer));
+        assert_eq!(relay(&mut reg, "a", "b", Kind::Offer), Err(Unroutable::Refused(Refusal::NotIntroduced)));
+        assert_eq!(reg.introduce(now, &id("a"), vec![id("a"), id("b")], now + Duration::from_secs(60), &policy), 1);
+        assert_eq!(relay(&mut reg, "a", "b", Kind::Offer), Ok(2));
+        assert_eq!(relay(&mut reg, "b", "a", Kind::Answer), Ok(1));
+        assert_eq!(relay(&mut reg, "b", "a", Kind::Answer), Err(Unroutable::Refused(Refusal::NoOffer)));
+        assert_eq!(Unroutable::Refused(Refusal::NoOffer).reason(), "no_offer");
     }
 
     #[test]

@@ -1,8 +1,11 @@
 //! The websocket shell: checks the token before the upgrade, then runs one task per connection
 //! that reads frames, asks `relay` what they mean, and writes what other peers queued for it.
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use axum::Extension;
+use axum::extract::connect_info::ConnectInfo;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
@@ -11,11 +14,13 @@ use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
 use protocol::PeerId;
 use protocol::signal::{CLOSE_IDLE, CLOSE_REPLACED, CLOSE_SLOW_CONSUMER, MAX_MESSAGE_BYTES, ServerMessage};
-use protocol::token;
+use protocol::{intro, token};
 use serde::Deserialize;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::links::Kind;
+use crate::per_ip::Slot;
 use crate::relay::{self, Action, Scope, TokenBucket};
 use crate::{ApiError, AppState};
 
@@ -42,13 +47,22 @@ pub(crate) struct Params {
 }
 
 /// `GET /v1/ws?peer_id=&token=`: 401 unless the token was issued to `peer_id`, 503 when full,
-/// else the websocket upgrade.
+/// 429 when the client's address holds its share of connections, else the websocket upgrade.
 pub(crate) async fn upgrade(
     State(state): State<AppState>,
+    client: Option<Extension<ConnectInfo<SocketAddr>>>,
     query: Result<Query<Params>, QueryRejection>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    let (peer, scope) = match authorize(&state, query) {
+    let admitted = authorize(&state, query).and_then(|(peer, scope)| {
+        // Without the client address (a router served without connect info) there is no cap.
+        let slot = match client {
+            Some(Extension(ConnectInfo(addr))) => Some(state.inner.per_ip.acquire(addr.ip()).ok_or(ApiError::PerIpCap)?),
+            None => None,
+        };
+        Ok((peer, scope, slot))
+    });
+    let (peer, scope, slot) = match admitted {
         Ok(ok) => ok,
         Err(e) => {
             state.reject(e.code());
@@ -59,9 +73,13 @@ pub(crate) async fn upgrade(
         Ok(ws) => ws,
         Err(rejection) => return rejection.into_response(),
     };
+    let config = &state.inner.config;
     ws.max_message_size(MAX_MESSAGE_BYTES)
         .max_frame_size(MAX_MESSAGE_BYTES)
-        .on_upgrade(move |socket| connection(state, peer, scope, socket))
+        .read_buffer_size(config.ws_read_buffer_bytes)
+        .write_buffer_size(config.ws_write_buffer_bytes)
+        .max_write_buffer_size(config.ws_max_write_buffer_bytes)
+        .on_upgrade(move |socket| connection(state, peer, scope, slot, socket))
 }
 
 fn authorize(state: &AppState, query: Result<Query<Params>, QueryRejection>) -> Result<(PeerId, Scope), ApiError> {
@@ -80,8 +98,9 @@ fn authorize(state: &AppState, query: Result<Query<Params>, QueryRejection>) -> 
     Ok((peer, Scope { customer: claims.customer, content: claims.content }))
 }
 
-/// Runs one connection until the peer leaves, is replaced, idles, lags, or the server stops.
-async fn connection(state: AppState, peer: PeerId, scope: Scope, socket: WebSocket) {
+/// Runs one connection until the peer leaves, is replaced, idles, lags, or the server stops; its
+/// per-address `_slot` is freed when it ends.
+async fn connection(state: AppState, peer: PeerId, scope: Scope, _slot: Option<Slot>, socket: WebSocket) {
     let config = &state.inner.config;
     let (queue, mut outgoing) = mpsc::channel(config.queue_messages);
     let (close, mut closed) = oneshot::channel();
@@ -164,21 +183,53 @@ fn on_message(state: &AppState, peer: &PeerId, scope: &Scope, bucket: &mut Token
             }
             Step::Reply(reply)
         }
-        Action::Relay { to, message } => match deliver(state, scope, to, &message) {
+        Action::Relay { to, kind, message } => match deliver(state, peer, scope, to, kind, &message) {
             Some(reply) => Step::Reply(reply),
             None => Step::Nothing,
+        },
+        Action::Introduce(text) => match introduce(state, peer, scope, &text) {
+            Ok(()) => Step::Nothing,
+            Err(reason) => {
+                state.reject("bad_intro");
+                Step::Reply(relay::error(reason))
+            }
         },
     }
 }
 
-/// Queues `message` for `to` within `scope`; returns what to tell the sender when that fails.
-/// A recipient whose queue is full is a slow consumer: it is dropped and told to close.
-fn deliver(state: &AppState, scope: &Scope, to: PeerId, message: &ServerMessage) -> Option<ServerMessage> {
+/// Verifies an introduction handed in by `peer` and records the peers it names.
+fn introduce(state: &AppState, peer: &PeerId, scope: &Scope, text: &str) -> Result<(), &'static str> {
+    let now_s = service::unix_now_s();
+    let intro = intro::verify(state.inner.config.secret.as_bytes(), text, now_s).map_err(|_| "bad_intro")?;
+    if intro.from != *peer || intro.customer != scope.customer || intro.content != scope.content {
+        return Err("bad_intro");
+    }
+    let now = Instant::now();
+    // Verified above: expires_at_s > now_s. The offer lifetime also caps it.
+    let lifetime = Duration::from_secs(intro.expires_at_s - now_s).min(state.inner.policy.offer_ttl);
+    state.registry().introduce(now, peer, intro.peers, now + lifetime, &state.inner.policy);
+    Ok(())
+}
+
+/// Queues `message` (a `kind` signal from `from`) for `to` within `scope` under the relay rules;
+/// returns what to tell the sender when that fails. A recipient whose queue is full is a slow
+/// consumer: it is dropped and told to close.
+fn deliver(
+    state: &AppState,
+    from: &PeerId,
+    scope: &Scope,
+    to: PeerId,
+    kind: Kind,
+    message: &ServerMessage,
+) -> Option<ServerMessage> {
     let text = encode(message);
     let mut registry = state.registry();
-    let Some(handle) = registry.route(scope, &to) else {
-        state.reject("unknown_peer");
-        return Some(relay::undeliverable(to, "unknown_peer"));
+    let handle = match registry.relay(Instant::now(), from, scope, &to, kind, &state.inner.policy) {
+        Ok(handle) => handle,
+        Err(unroutable) => {
+            state.reject(unroutable.reason());
+            return Some(relay::undeliverable(to, unroutable.reason()));
+        }
     };
     match handle.queue.try_send(text) {
         Ok(()) => {
@@ -226,13 +277,13 @@ mod tests {
         state.registry().register(id("slow"), scope.clone(), ConnHandle { queue, close });
         let message = ServerMessage::Relay { from: id("a"), signal: Signal::Bye };
 
-        assert_eq!(deliver(&state, &scope, id("slow"), &message), None);
-        let refused = deliver(&state, &scope, id("slow"), &message);
+        assert_eq!(deliver(&state, &id("a"), &scope, id("slow"), Kind::Other, &message), None);
+        let refused = deliver(&state, &id("a"), &scope, id("slow"), Kind::Other, &message);
         assert_eq!(refused, Some(relay::undeliverable(id("slow"), "slow_peer")));
         assert_eq!(closed.await.unwrap().0, CLOSE_SLOW_CONSUMER);
         assert!(outgoing.recv().await.is_some());
         // Gone from the registry: later relays are unknown.
-        let later = deliver(&state, &scope, id("slow"), &message);
+        let later = deliver(&state, &id("a"), &scope, id("slow"), Kind::Other, &message);
         assert_eq!(later, Some(relay::undeliverable(id("slow"), "unknown_peer")));
     }
 }

@@ -37,7 +37,8 @@ fn id(s: &str) -> PeerId {
 
 fn peer_token(peer: &str, content: &str, expires_in_s: i64) -> String {
     let expires_at_s = service::unix_now_s().saturating_add_signed(expires_in_s);
-    let claims = Claims { customer: "acme".into(), content: content.into(), peer_id: Some(id(peer)), expires_at_s };
+    let claims =
+        Claims { customer: "acme".into(), content: content.into(), peer_id: Some(id(peer)), expires_at_s, rules: None };
     token::sign(SECRET, &claims)
 }
 
@@ -120,7 +121,13 @@ async fn bad_missing_expired_and_foreign_tokens_get_401_before_upgrade() {
     let server = start(config()).await;
     let foreign = token::sign(
         b"another-secret",
-        &Claims { customer: "acme".into(), content: "live".into(), peer_id: Some(id("a")), expires_at_s: u64::MAX },
+        &Claims {
+            customer: "acme".into(),
+            content: "live".into(),
+            peer_id: Some(id("a")),
+            expires_at_s: u64::MAX,
+            rules: None,
+        },
     );
     let queries = [
         "peer_id=a&token=garbage".to_owned(),
@@ -199,4 +206,108 @@ async fn plain_http_without_upgrade_is_refused() {
     let url = format!("http://{}/v1/ws?peer_id=a&token={}", server.addr, peer_token("a", "live", 60));
     let res = reqwest::get(url).await.unwrap();
     assert!(res.status().is_client_error(), "{}", res.status());
+}
+
+fn intro_for(from: &str, peers: &[&str], content: &str) -> String {
+    let intro = protocol::intro::Introduction {
+        customer: "acme".into(),
+        content: content.into(),
+        from: id(from),
+        peers: peers.iter().map(|p| id(p)).collect(),
+        expires_at_s: service::unix_now_s() + 60,
+    };
+    protocol::intro::sign(SECRET, &intro)
+}
+
+fn undeliverable(to: &str, reason: &str) -> Seen {
+    Seen::Message(ServerMessage::Undeliverable { to: id(to), reason: reason.into() })
+}
+
+/// Checks that nothing is waiting for `ws`: its next frame is the answer to its own ping.
+async fn nothing_pending(ws: &mut Ws) {
+    send(ws, &ClientMessage::Ping).await;
+    assert_eq!(next(ws).await, Seen::Message(ServerMessage::Pong));
+}
+
+#[tokio::test]
+async fn offers_need_the_trackers_introduction_when_required() {
+    let server = start(Config { require_introduction: true, ..config() }).await;
+    let (mut a, mut b) = (server.connect("a", "live").await, server.connect("b", "live").await);
+    let offer = Signal::Offer { sdp: "v=0".into() };
+    // No introduction: neither the offer nor a candidate gets through.
+    send(&mut a, &relay("b", offer.clone())).await;
+    assert_eq!(next(&mut a).await, undeliverable("b", "not_introduced"));
+    send(&mut a, &relay("b", Signal::Bye)).await;
+    assert_eq!(next(&mut a).await, undeliverable("b", "not_linked"));
+    // Introductions for another sender, another content, or forged, are refused.
+    for bad in [intro_for("b", &["a"], "live"), intro_for("a", &["b"], "other"), "x.y".to_owned()] {
+        send(&mut a, &ClientMessage::Introduce { intro: bad }).await;
+        assert_eq!(next(&mut a).await, error("bad_intro"));
+    }
+    send(&mut a, &relay("b", offer.clone())).await;
+    assert_eq!(next(&mut a).await, undeliverable("b", "not_introduced"));
+    nothing_pending(&mut b).await;
+    // The tracker's introduction of "b" to "a" opens the way: offer, answer, candidates.
+    send(&mut a, &ClientMessage::Introduce { intro: intro_for("a", &["b"], "live") }).await;
+    send(&mut a, &relay("b", offer.clone())).await;
+    assert_eq!(next(&mut b).await, Seen::Message(ServerMessage::Relay { from: id("a"), signal: offer }));
+    let answer = Signal::Answer { sdp: "v=0 answer".into() };
+    send(&mut b, &relay("a", answer.clone())).await;
+    assert_eq!(next(&mut a).await, Seen::Message(ServerMessage::Relay { from: id("b"), signal: answer }));
+    send(&mut b, &relay("a", Signal::Bye)).await;
+    assert_eq!(next(&mut a).await, Seen::Message(ServerMessage::Relay { from: id("b"), signal: Signal::Bye }));
+
+    let metrics = reqwest::get(format!("http://{}/metrics", server.addr)).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(r#"signalling_rejected_total{reason="not_introduced"} 2"#), "{metrics}");
+    assert!(metrics.contains(r#"signalling_rejected_total{reason="bad_intro"} 3"#), "{metrics}");
+}
+
+#[tokio::test]
+async fn an_answer_without_a_matching_offer_is_dropped() {
+    let server = start(config()).await;
+    let (mut a, mut b) = (server.connect("a", "live").await, server.connect("b", "live").await);
+    let answer = Signal::Answer { sdp: "v=0 answer".into() };
+    send(&mut b, &relay("a", answer.clone())).await;
+    assert_eq!(next(&mut b).await, undeliverable("a", "no_offer"));
+    nothing_pending(&mut a).await;
+    // After a's offer, b's answer passes once.
+    send(&mut a, &relay("b", Signal::Offer { sdp: "v=0".into() })).await;
+    assert!(matches!(next(&mut b).await, Seen::Message(ServerMessage::Relay { .. })));
+    send(&mut b, &relay("a", answer.clone())).await;
+    assert_eq!(next(&mut a).await, Seen::Message(ServerMessage::Relay { from: id("b"), signal: answer.clone() }));
+    send(&mut b, &relay("a", answer)).await;
+    assert_eq!(next(&mut b).await, undeliverable("a", "no_offer"));
+    nothing_pending(&mut a).await;
+}
+
+#[tokio::test]
+async fn connections_per_address_are_capped() {
+    let server = start(Config { max_connections_per_ip: 2, ..config() }).await;
+    let (_a, b) = (server.connect("a", "live").await, server.connect("b", "live").await);
+    let query = format!("peer_id=c&token={}", peer_token("c", "live", 60));
+    match server.try_connect(&query).await {
+        Err(tungstenite::Error::Http(res)) => assert_eq!(res.status(), 429),
+        other => panic!("expected 429, got {other:?}"),
+    }
+    // A slot frees when a connection ends.
+    drop(b);
+    let mut c = None;
+    for _ in 0..100 {
+        if let Ok(ws) = server.try_connect(&query).await {
+            c = Some(ws);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    nothing_pending(c.as_mut().expect("the freed slot is reusable")).await;
+}
+
+#[tokio::test]
+async fn an_undeliverable_message_is_reported_within_5_s() {
+    let server = start(config()).await;
+    let mut a = server.connect("a", "live").await;
+    let started = std::time::Instant::now();
+    send(&mut a, &relay("gone", Signal::Offer { sdp: "v=0".into() })).await;
+    assert_eq!(next(&mut a).await, undeliverable("gone", "unknown_peer"));
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
 }

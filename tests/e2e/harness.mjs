@@ -131,3 +131,24 @@ export function watchOrigin(masterUrl) {
 
 /** Fraction of a viewer's segment bytes that came from peers. */
 export const offload = (s) => (s.p2pDownBytes + s.httpBytes === 0 ? 0 : s.p2pDownBytes / (s.p2pDownBytes + s.httpBytes));
+
+/** Pid of a demo child process printed as `SWARMCAST_<NAME>_PID=` (e.g. `CDN_A`), or null. */
+export function demoPid(demo, name) {
+  const m = demo.output().match(new RegExp(`SWARMCAST_${name}_PID=(\\d+)`));
+  return m ? Number(m[1]) : null;
+}
+
+/** How many resources (playlists and segments) a page fetched from each host:port so far. */
+export async function fetchesByHost(viewer) {
+  return viewer.page.evaluate(() => {
+    const out = {};
+    for (const e of performance.getEntriesByType('resource')) {
+      const u = new URL(e.name);
+      if (!/\.(ts|m4s|m3u8)$/.test(u.pathname)) continue;
+      const kind = u.pathname.endsWith('.m3u8') ? 'playlist' : 'segment';
+      out[u.host] ??= { playlist: 0, segment: 0 };
+      out[u.host][kind]++;
+    }
+    return out;
+  });
+}

@@ -18,6 +18,49 @@ pub struct Config {
     pub max_peers_total: usize,
     /// How often agents should ask for peers while they want more (sent at `init`), in ms.
     pub peers_interval_ms: u64,
+    /// Path of the operator's IP-range → AS/region table (CSV, see the `locality` module docs);
+    /// empty: match on subnets only.
+    pub ip_table: String,
+    /// Most recently active members of a swarm ranked per `peers` request, in peers; bounds the
+    /// cost of one request in huge swarms.
+    pub scan_limit: usize,
+    /// Lifetime of the introductions returned with candidates (how long signalling relays offers
+    /// to them), in seconds.
+    pub offer_ttl_s: u64,
+    /// Take the client address from the first `X-Forwarded-For` entry (only behind a proxy that
+    /// sets it); otherwise from the TCP peer.
+    pub trust_forwarded_for: bool,
+    /// Most contents whose peering rules are remembered, in contents.
+    pub max_contents: usize,
+    /// PEM certificate chain for serving TLS (https/wss) on the tracker's listener; empty: plain.
+    pub tls_cert_pem: String,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) matching `tls_cert_pem`.
+    pub tls_key_pem: String,
+    /// Re-announce interval told to WebTorrent clients, in seconds.
+    pub webtorrent_interval_s: u64,
+    /// WebTorrent peers that do not re-announce for this long leave their swarm, in seconds.
+    pub webtorrent_peer_ttl_s: u64,
+    /// Most offers of one announce relayed to other peers, in offers (aquatic_ws: 10).
+    pub webtorrent_max_offers: usize,
+    /// Messages queued for one WebTorrent connection; more are dropped (the client is not
+    /// reading). aquatic_ws: 16.
+    pub webtorrent_queue_messages: usize,
+    /// Unanswered offers remembered per (peer, swarm); the oldest is forgotten first, and an
+    /// answer to a forgotten offer is refused. Bounds the memory a client flooding offers can
+    /// take (aquatic_ws keeps every offer for its lifetime).
+    pub webtorrent_max_pending_offers: usize,
+    /// A WebTorrent connection that sends nothing for this long is closed, in seconds.
+    pub webtorrent_idle_timeout_s: u64,
+    /// Most WebTorrent connections at once, in connections; more get 503.
+    pub webtorrent_max_connections: usize,
+    /// Most swarms one WebTorrent connection may join, in swarms.
+    pub webtorrent_max_swarms_per_connection: usize,
+    /// Websocket read buffer per connection, allocated up front, in bytes.
+    pub ws_read_buffer_bytes: usize,
+    /// Outgoing websocket bytes buffered before a write goes to the socket, in bytes.
+    pub ws_write_buffer_bytes: usize,
+    /// Most outgoing websocket bytes buffered per connection, in bytes (above one 64 KiB frame).
+    pub ws_max_write_buffer_bytes: usize,
 }
 
 impl Default for Config {
@@ -29,6 +72,24 @@ impl Default for Config {
             max_peers_per_response: 20,
             max_peers_total: 1_000_000,
             peers_interval_ms: 5_000,
+            ip_table: String::new(),
+            scan_limit: 512,
+            offer_ttl_s: 120,
+            trust_forwarded_for: false,
+            max_contents: 100_000,
+            tls_cert_pem: String::new(),
+            tls_key_pem: String::new(),
+            webtorrent_interval_s: 120,
+            webtorrent_peer_ttl_s: 180,
+            webtorrent_max_offers: 10,
+            webtorrent_queue_messages: 16,
+            webtorrent_max_pending_offers: 256,
+            webtorrent_idle_timeout_s: 180,
+            webtorrent_max_connections: 100_000,
+            webtorrent_max_swarms_per_connection: 16,
+            ws_read_buffer_bytes: 4096,
+            ws_write_buffer_bytes: 8192,
+            ws_max_write_buffer_bytes: 128 * 1024,
         }
     }
 }
@@ -40,9 +101,21 @@ pub enum ConfigError {
     /// `secret` is empty: tokens would be forgeable. Set the distributor's secret.
     #[error("secret must not be empty")]
     EmptySecret,
-    /// `token_ttl_s` or `peer_timeout_s` is 0.
-    #[error("token_ttl_s and peer_timeout_s must be above 0")]
+    /// `token_ttl_s`, `peer_timeout_s` or `offer_ttl_s` is 0.
+    #[error("token_ttl_s, peer_timeout_s and offer_ttl_s must be above 0")]
     ZeroDuration,
+    /// `max_peers_per_response` is above what one introduction can name.
+    #[error("max_peers_per_response must be at most {}", protocol::intro::MAX_INTRO_PEERS)]
+    TooManyPeersPerResponse,
+    /// A WebTorrent limit or websocket buffer is 0, or the write buffer cannot hold one frame.
+    #[error("webtorrent limits must be above 0 and ws_max_write_buffer_bytes above ws_write_buffer_bytes + 64 KiB")]
+    WebTorrent,
+    /// Only one of `tls_cert_pem` and `tls_key_pem` is set, or they cannot be loaded.
+    #[error("tls: {0}")]
+    Tls(String),
+    /// The IP-range table cannot be read.
+    #[error("ip_table: {0}")]
+    IpTable(#[from] crate::locality::TableError),
 }
 
 impl Config {
@@ -54,8 +127,29 @@ impl Config {
         if self.secret.is_empty() {
             return Err(ConfigError::EmptySecret);
         }
-        if self.token_ttl_s == 0 || self.peer_timeout_s == 0 {
+        if self.token_ttl_s == 0 || self.peer_timeout_s == 0 || self.offer_ttl_s == 0 {
             return Err(ConfigError::ZeroDuration);
+        }
+        if self.max_peers_per_response as usize > protocol::intro::MAX_INTRO_PEERS {
+            return Err(ConfigError::TooManyPeersPerResponse);
+        }
+        let zero = [
+            self.webtorrent_interval_s as usize,
+            self.webtorrent_peer_ttl_s as usize,
+            self.webtorrent_max_offers,
+            self.webtorrent_queue_messages,
+            self.webtorrent_max_pending_offers,
+            self.webtorrent_idle_timeout_s as usize,
+            self.webtorrent_max_swarms_per_connection,
+            self.ws_read_buffer_bytes,
+        ]
+        .contains(&0);
+        let frame = self.ws_write_buffer_bytes.saturating_add(protocol::webtorrent::MAX_FRAME_BYTES);
+        if zero || self.ws_max_write_buffer_bytes <= frame {
+            return Err(ConfigError::WebTorrent);
+        }
+        if self.tls_cert_pem.is_empty() != self.tls_key_pem.is_empty() {
+            return Err(ConfigError::Tls("set both tls_cert_pem and tls_key_pem, or neither".into()));
         }
         Ok(())
     }

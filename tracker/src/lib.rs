@@ -22,15 +22,19 @@
 
 mod config;
 mod error;
+mod locality;
+mod peer_key;
 mod routes;
 mod swarm;
+mod tls;
+mod webtorrent;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::routing::post;
+use axum::routing::{get, post};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use service::Metrics;
@@ -38,7 +42,12 @@ use tokio::net::TcpListener;
 
 pub use config::{Config, ConfigError};
 pub use error::ApiError;
+pub use locality::{IpTable, MAX_RANGES, MAX_REGIONS, TableError};
 
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+use protocol::api::PeeringRules;
 use swarm::SwarmRegistry;
 
 /// Shared state of the tracker's handlers; cheap to clone.
@@ -49,7 +58,11 @@ pub struct AppState {
 
 struct Inner {
     config: Config,
+    ip_table: IpTable,
+    /// Peering rules per (customer, content), from the distributor's tokens at `init`.
+    rules: RwLock<HashMap<(String, String), PeeringRules>>,
     registry: Mutex<SwarmRegistry>,
+    webtorrent: webtorrent::Hub,
     peers: Gauge,
     swarms: Gauge,
     inits: Counter,
@@ -66,9 +79,20 @@ impl AppState {
     /// [`ConfigError`] when `config` does not pass [`Config::validate`].
     pub fn new(config: Config, metrics: &Metrics) -> Result<Self, ConfigError> {
         config.validate()?;
-        let registry = SwarmRegistry::new(Duration::from_secs(config.peer_timeout_s), config.max_peers_total);
+        let ip_table = match config.ip_table.as_str() {
+            "" => IpTable::default(),
+            path => IpTable::load(std::path::Path::new(path))?,
+        };
+        let registry = SwarmRegistry::new(
+            Duration::from_secs(config.peer_timeout_s),
+            config.max_peers_total,
+            config.scan_limit,
+        );
         let inner = Inner {
+            webtorrent: webtorrent::Hub::new(&config, metrics),
             config,
+            ip_table,
+            rules: RwLock::default(),
             registry: Mutex::new(registry),
             peers: Gauge::default(),
             swarms: Gauge::default(),
@@ -87,6 +111,22 @@ impl AppState {
     /// Drops peers silent for the configured timeout; returns how many were dropped.
     pub fn expire(&self, now: Instant) -> usize {
         self.with_registry(|registry| registry.expire(now))
+    }
+
+    /// Remembers the peering rules of a content (bounded by [`Config::max_contents`]).
+    fn set_rules(&self, customer: &str, content: &str, rules: PeeringRules) {
+        // Plain map updates cannot leave the map inconsistent; a poisoned lock is still usable.
+        let mut all = self.inner.rules.write().unwrap_or_else(|e| e.into_inner());
+        let key = (customer.to_owned(), content.to_owned());
+        if all.len() < self.inner.config.max_contents || all.contains_key(&key) {
+            all.insert(key, rules);
+        }
+    }
+
+    /// The peering rules of a content: the last ones a distributor token carried, or the defaults.
+    fn rules_of(&self, customer: &str, content: &str) -> PeeringRules {
+        let all = self.inner.rules.read().unwrap_or_else(|e| e.into_inner());
+        all.get(&(customer.to_owned(), content.to_owned())).cloned().unwrap_or_default()
     }
 
     /// Runs `f` on the registry under its lock, then refreshes the peer and swarm gauges.
@@ -108,11 +148,15 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/init", post(routes::init::init))
         .route("/v1/track", post(routes::track::track))
         .route("/v1/peers", post(routes::peers::peers))
+        .route("/announce", get(webtorrent::upgrade))
+        .route("/", get(webtorrent::upgrade))
         .with_state(state)
 }
 
 /// Serves the tracker on `listener` until `shutdown` resolves (see [`service::run_server`]), with
-/// a timer task that expires silent peers every quarter of the peer timeout.
+/// a timer task that expires silent peers every quarter of the peer timeout. With
+/// [`Config::tls_cert_pem`] and [`Config::tls_key_pem`] set, the listener speaks TLS (https and
+/// wss), with the same `/healthz`, `/metrics` and CORS.
 ///
 /// # Errors
 /// `InvalidInput` when `config` is invalid; IO errors from the listener.
@@ -122,6 +166,9 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let period = Duration::from_secs((config.peer_timeout_s / 4).max(1));
+    if !config.tls_cert_pem.is_empty() {
+        return run_tls(config, listener, shutdown, period).await;
+    }
     service::run_server(listener, shutdown, |metrics| {
         let state = AppState::new(config, metrics)?;
         // The task ends by itself with the state; its handle is not needed.
@@ -129,6 +176,34 @@ pub async fn run(
         Ok::<_, ConfigError>(router(state))
     })
     .await
+}
+
+async fn run_tls(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    period: Duration,
+) -> std::io::Result<()> {
+    let invalid = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, e);
+    let acceptor = tls::acceptor(&config.tls_cert_pem, &config.tls_key_pem).map_err(invalid)?;
+    let metrics = Metrics::new();
+    let state = AppState::new(config, &metrics).map_err(|e| invalid(e.to_string()))?;
+    let _expiry = spawn_expiry(&state, period);
+    let app = router(state)
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(move || async move { metrics.render() }))
+        .layer(axum::middleware::map_request(tls::plain_connect_info))
+        .layer(tower_http::cors::CorsLayer::permissive());
+    let listener = tls::TlsListener::new(listener, acceptor)?;
+    tracing::info!(addr = %listener_addr(&listener), "listening with TLS");
+    axum::serve(listener, app.into_make_service_with_connect_info::<tls::TlsAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+fn listener_addr(listener: &tls::TlsListener) -> String {
+    use axum::serve::Listener as _;
+    listener.local_addr().map(|a| a.to_string()).unwrap_or_default()
 }
 
 /// Spawns the task that calls [`AppState::expire`] every `period`. It holds the state weakly, so
@@ -141,6 +216,7 @@ fn spawn_expiry(state: &AppState, period: Duration) -> tokio::task::JoinHandle<(
         loop {
             timer.tick().await;
             let Some(inner) = state.upgrade() else { break };
+            inner.webtorrent.clean();
             let dropped = AppState { inner }.expire(Instant::now());
             if dropped > 0 {
                 tracing::debug!(dropped, "expired silent peers");
@@ -162,5 +238,36 @@ mod tests {
         assert!(!expiry.is_finished());
         drop(state);
         tokio::time::timeout(Duration::from_secs(10), expiry).await.unwrap().unwrap();
+    }
+}
+
+/// A swarm registry filled with synthetic peers, for measuring the state kept per (peer, swarm)
+/// (see `tests/state_size.rs` and `swarmcast bench tracker`); dropping it frees the state.
+pub struct StateProbe {
+    _registry: SwarmRegistry,
+}
+
+impl StateProbe {
+    /// Tracks `peers` peers (16-character peerIds, like the ones `init` issues) spread over
+    /// `swarms` swarms of one content, each with a distinct /24 and a report, as a live tracker
+    /// would hold them.
+    pub fn fill(peers: usize, swarms: u32) -> Self {
+        let now = Instant::now();
+        let mut registry = SwarmRegistry::new(Duration::from_secs(60), peers, 512);
+        for i in 0..peers {
+            // 16 hex digits always form a valid peerId.
+            let id: protocol::PeerId = format!("{i:016x}").parse().expect("hex digits form a peerId");
+            let swarm = protocol::SwarmId {
+                customer: "customer".into(),
+                content: "content".into(),
+                rendition: u32::try_from(i).unwrap_or(0) % swarms.max(1),
+            };
+            let ip = std::net::IpAddr::V4(std::net::Ipv4Addr::from_bits(u32::try_from(i).unwrap_or(0) << 8));
+            let locality = IpTable::default().locate(ip);
+            let profile = swarm::Profile { locality, uplink_kbps: 5_000, cellular: false, upload_allowed: true };
+            // The registry was sized for exactly `peers` peers, so none is refused.
+            let _ = registry.track(now, &id, swarm, locality, Some(profile));
+        }
+        Self { _registry: registry }
     }
 }

@@ -2,32 +2,87 @@
 //!
 //! No IO and no clock: every call takes `now`. The route handlers drive it under one lock and a
 //! timer task calls [`SwarmRegistry::expire`].
+//!
+//! Memory per (peer, swarm) is kept small (measured by `the_state_per_peer_stays_under_256_bytes`
+//! and published in docs/BENCHMARKS.md): a peer is one fixed-size [`Slot`] in a vector, found
+//! through a map from its inline peerId, and one entry in its swarm's recency index and in the
+//! global age index. Swarm ids are stored once per swarm.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
+use protocol::api::PeeringRules;
 use protocol::{PeerId, SwarmId};
+
+use crate::locality::Locality;
+use crate::peer_key::PeerKey;
+
+/// What a peer told about itself that matters for matching (see [`protocol::api::PeerReport`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Profile {
+    /// Where it is.
+    pub(crate) locality: Locality,
+    /// Measured uplink, in kbit/s (0: unknown).
+    pub(crate) uplink_kbps: u32,
+    /// It is on a cellular connection.
+    pub(crate) cellular: bool,
+    /// Its viewer allows uploading.
+    pub(crate) upload_allowed: bool,
+}
+
+impl Default for Profile {
+    fn default() -> Self {
+        Self { locality: Locality::default(), uplink_kbps: 0, cellular: false, upload_allowed: true }
+    }
+}
+
+/// The asking peer's own history, from its report: peers it connected to, and peers it failed with.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct History<'a> {
+    pub(crate) connected: &'a [PeerId],
+    pub(crate) failed: &'a [PeerId],
+}
+
+/// One tracked peer, fixed size (72 bytes).
+#[derive(Debug, Clone)]
+struct Slot {
+    key: PeerKey,
+    cellular: bool,
+    upload_allowed: bool,
+    swarm: u32,
+    /// Seconds since the registry's epoch.
+    last_seen_s: u32,
+    uplink_kbps: u32,
+    tick: u64,
+    locality: Locality,
+}
+
+#[derive(Debug)]
+struct Swarm {
+    id: SwarmId,
+    /// Members by their last activity tick.
+    members: BTreeMap<u64, u32>,
+}
 
 /// All live peers, grouped by swarm, ordered by their last activity.
 ///
 /// Every activity gets a fresh, increasing tick; a swarm maps ticks to peers, so iterating it
 /// backwards yields the most recently active peers first, and the global `by_age` map yields the
-/// least recently active first for expiry. All operations are `O(log n)` plus what they return.
+/// least recently active first for expiry.
 #[derive(Debug)]
 pub(crate) struct SwarmRegistry {
-    timeout: Duration,
+    timeout_s: u32,
     capacity: usize,
-    peers: HashMap<PeerId, Entry>,
-    swarms: HashMap<SwarmId, BTreeMap<u64, PeerId>>,
-    by_age: BTreeMap<u64, PeerId>,
+    scan_limit: usize,
+    epoch: Instant,
+    index: HashMap<PeerKey, u32>,
+    slots: Vec<Slot>,
+    free_slots: Vec<u32>,
+    swarm_index: HashMap<SwarmId, u32>,
+    swarms: Vec<Option<Swarm>>,
+    free_swarms: Vec<u32>,
+    by_age: BTreeMap<u64, u32>,
     next_tick: u64,
-}
-
-#[derive(Debug)]
-struct Entry {
-    swarm: SwarmId,
-    last_seen: Instant,
-    tick: u64,
 }
 
 /// The registry holds `capacity` peers and none of them has expired.
@@ -35,69 +90,152 @@ struct Entry {
 pub(crate) struct RegistryFull;
 
 impl SwarmRegistry {
-    /// An empty registry that drops peers silent for `timeout` and holds at most `capacity` peers.
-    pub(crate) fn new(timeout: Duration, capacity: usize) -> Self {
-        Self { timeout, capacity, peers: HashMap::new(), swarms: HashMap::new(), by_age: BTreeMap::new(), next_tick: 0 }
+    /// An empty registry that drops peers silent for `timeout`, holds at most `capacity` peers,
+    /// and ranks at most `scan_limit` of the most recently active members per request.
+    pub(crate) fn new(timeout: Duration, capacity: usize, scan_limit: usize) -> Self {
+        Self {
+            timeout_s: u32::try_from(timeout.as_secs()).unwrap_or(u32::MAX).max(1),
+            capacity,
+            scan_limit: scan_limit.max(1),
+            epoch: Instant::now(),
+            index: HashMap::new(),
+            slots: Vec::new(),
+            free_slots: Vec::new(),
+            swarm_index: HashMap::new(),
+            swarms: Vec::new(),
+            free_swarms: Vec::new(),
+            by_age: BTreeMap::new(),
+            next_tick: 0,
+        }
     }
 
-    /// Records activity of `peer` at `now` in `swarm`, moving it out of its previous swarm.
+    /// Records activity of `peer` at `now` in `swarm`, moving it out of its previous swarm. A
+    /// `profile` replaces the stored one; `None` keeps it except for the locality given.
     ///
     /// # Errors
     /// [`RegistryFull`] when `peer` is new and the registry is full even after expiring.
-    pub(crate) fn track(&mut self, now: Instant, peer: &PeerId, swarm: SwarmId) -> Result<(), RegistryFull> {
-        match self.peers.remove(peer) {
-            Some(old) => {
-                self.by_age.remove(&old.tick);
-                self.remove_from_swarm(&old.swarm, old.tick);
+    pub(crate) fn track(
+        &mut self,
+        now: Instant,
+        peer: &PeerId,
+        swarm: SwarmId,
+        locality: Locality,
+        profile: Option<Profile>,
+    ) -> Result<(), RegistryFull> {
+        let key = PeerKey::from(peer);
+        let slot = match self.index.get(&key) {
+            Some(&slot) => {
+                self.detach(slot);
+                slot
             }
-            None if self.peers.len() >= self.capacity => {
-                self.expire(now);
-                if self.peers.len() >= self.capacity {
-                    return Err(RegistryFull);
+            None => {
+                if self.index.len() >= self.capacity {
+                    self.expire(now);
+                    if self.index.len() >= self.capacity {
+                        return Err(RegistryFull);
+                    }
                 }
+                let fresh = Slot {
+                    key,
+                    cellular: false,
+                    upload_allowed: true,
+                    swarm: 0,
+                    last_seen_s: 0,
+                    uplink_kbps: 0,
+                    tick: 0,
+                    locality,
+                };
+                let slot = match self.free_slots.pop() {
+                    Some(slot) => {
+                        self.slots[slot as usize] = fresh;
+                        slot
+                    }
+                    None => {
+                        self.slots.push(fresh);
+                        // The registry is capped far below u32::MAX peers by its capacity.
+                        u32::try_from(self.slots.len() - 1).map_err(|_| RegistryFull)?
+                    }
+                };
+                self.index.insert(key, slot);
+                slot
             }
-            None => {}
-        }
+        };
+        let swarm = self.swarm_slot(swarm);
         let tick = self.next_tick;
         self.next_tick += 1;
-        self.swarms.entry(swarm.clone()).or_default().insert(tick, peer.clone());
-        self.by_age.insert(tick, peer.clone());
-        self.peers.insert(peer.clone(), Entry { swarm, last_seen: now, tick });
+        let last_seen_s = self.seconds(now);
+        let entry = &mut self.slots[slot as usize];
+        entry.swarm = swarm;
+        entry.tick = tick;
+        entry.last_seen_s = last_seen_s;
+        entry.locality = locality;
+        if let Some(p) = profile {
+            (entry.uplink_kbps, entry.cellular, entry.upload_allowed) = (p.uplink_kbps, p.cellular, p.upload_allowed);
+        }
+        if let Some(s) = self.swarms[swarm as usize].as_mut() {
+            s.members.insert(tick, slot);
+        }
+        self.by_age.insert(tick, slot);
         Ok(())
     }
 
-    /// Up to `max` other live peers of `peer`'s swarm, most recently active first; never `peer`
-    /// itself. Empty when `peer` is not tracked.
-    pub(crate) fn peers_for(&self, now: Instant, peer: &PeerId, max: usize) -> Vec<PeerId> {
-        let Some(entry) = self.peers.get(peer) else {
+    /// Up to `max` other live peers of `peer`'s swarm that `rules` let it download from, best
+    /// first; never `peer` itself. Empty when `peer` is not tracked or its AS is excluded.
+    ///
+    /// Of the [`SwarmRegistry::new`] `scan_limit` most recently active members, candidates rank
+    /// by: the asker's failures with them last; then closeness (same /24 or /48, same AS, same
+    /// region); then the asker's past successes with them first; then measured uplink; then
+    /// recency.
+    pub(crate) fn peers_for(
+        &self,
+        now: Instant,
+        peer: &PeerId,
+        max: usize,
+        rules: &PeeringRules,
+        history: History<'_>,
+    ) -> Vec<PeerId> {
+        let Some(asker) = self.index.get(&PeerKey::from(peer)).map(|&s| &self.slots[s as usize]) else {
             return Vec::new();
         };
-        let Some(members) = self.swarms.get(&entry.swarm) else {
+        let Some(Some(swarm)) = self.swarms.get(asker.swarm as usize) else {
             return Vec::new();
         };
-        members
+        if max == 0 || !rules.upload_allowed || !rules.asn_permitted(asker.locality.asn()) {
+            return Vec::new();
+        }
+        let now_s = self.seconds(now);
+        let mut ranked: Vec<((bool, u8, bool, u32, u64), &Slot)> = swarm
+            .members
             .values()
             .rev()
-            .take_while(|p| self.peers.get(*p).is_some_and(|e| self.is_fresh(e, now)))
-            .filter(|p| *p != peer)
-            .take(max)
-            .cloned()
-            .collect()
+            .map(|&s| &self.slots[s as usize])
+            .take_while(|c| self.is_fresh(c, now_s))
+            .filter(|c| c.key != asker.key)
+            .take(self.scan_limit)
+            .filter(|c| c.upload_allowed && (rules.upload_on_cellular || !c.cellular))
+            .filter(|c| rules.asn_permitted(c.locality.asn()))
+            .map(|c| {
+                let id = c.key.as_str();
+                let failed = history.failed.iter().any(|p| p.as_str() == id);
+                let connected = history.connected.iter().any(|p| p.as_str() == id);
+                ((!failed, asker.locality.closeness(&c.locality), connected, c.uplink_kbps, c.tick), c)
+            })
+            .collect();
+        ranked.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        ranked.into_iter().take(max).map(|(_, c)| c.key.to_peer_id()).collect()
     }
 
     /// Drops every peer not seen for the timeout; returns how many were dropped.
     pub(crate) fn expire(&mut self, now: Instant) -> usize {
+        let now_s = self.seconds(now);
         let mut dropped = 0;
-        while let Some((&tick, peer)) = self.by_age.first_key_value() {
-            let fresh = self.peers.get(peer).is_some_and(|e| self.is_fresh(e, now));
-            if fresh {
+        while let Some((_, &slot)) = self.by_age.first_key_value() {
+            if self.is_fresh(&self.slots[slot as usize], now_s) {
                 break;
             }
-            let peer = peer.clone();
-            self.by_age.remove(&tick);
-            if let Some(entry) = self.peers.remove(&peer) {
-                self.remove_from_swarm(&entry.swarm, entry.tick);
-            }
+            self.detach(slot);
+            self.index.remove(&self.slots[slot as usize].key);
+            self.free_slots.push(slot);
             dropped += 1;
         }
         dropped
@@ -105,116 +243,63 @@ impl SwarmRegistry {
 
     /// Number of tracked peers.
     pub(crate) fn peer_count(&self) -> usize {
-        self.peers.len()
+        self.index.len()
     }
 
     /// Number of swarms with at least one peer.
     pub(crate) fn swarm_count(&self) -> usize {
-        self.swarms.len()
+        self.swarm_index.len()
     }
 
     /// Whether a new peer would be refused now (before expiring anyone).
     pub(crate) fn is_full(&self) -> bool {
-        self.peers.len() >= self.capacity
+        self.index.len() >= self.capacity
     }
 
-    fn is_fresh(&self, entry: &Entry, now: Instant) -> bool {
+    fn seconds(&self, now: Instant) -> u32 {
+        u32::try_from(now.saturating_duration_since(self.epoch).as_secs()).unwrap_or(u32::MAX)
+    }
+
+    fn is_fresh(&self, slot: &Slot, now_s: u32) -> bool {
         // A `now` before `last_seen` (callers racing for the lock) counts as fresh.
-        now.checked_duration_since(entry.last_seen).is_none_or(|age| age < self.timeout)
+        now_s.saturating_sub(slot.last_seen_s) < self.timeout_s
     }
 
-    fn remove_from_swarm(&mut self, swarm: &SwarmId, tick: u64) {
-        if let Some(members) = self.swarms.get_mut(swarm) {
-            members.remove(&tick);
-            if members.is_empty() {
-                self.swarms.remove(swarm);
+    /// Removes `slot` from its swarm and the age index (it stays in `index`).
+    fn detach(&mut self, slot: u32) {
+        let Slot { swarm, tick, .. } = self.slots[slot as usize];
+        self.by_age.remove(&tick);
+        let Some(Some(s)) = self.swarms.get_mut(swarm as usize) else { return };
+        s.members.remove(&tick);
+        if s.members.is_empty() {
+            if let Some(s) = self.swarms[swarm as usize].take() {
+                self.swarm_index.remove(&s.id);
             }
+            self.free_swarms.push(swarm);
         }
+    }
+
+    fn swarm_slot(&mut self, id: SwarmId) -> u32 {
+        if let Some(&slot) = self.swarm_index.get(&id) {
+            return slot;
+        }
+        let swarm = Some(Swarm { id: id.clone(), members: BTreeMap::new() });
+        let slot = match self.free_swarms.pop() {
+            Some(slot) => {
+                self.swarms[slot as usize] = swarm;
+                slot
+            }
+            None => {
+                self.swarms.push(swarm);
+                // At most one swarm per peer, and peers are capped far below u32::MAX.
+                u32::try_from(self.swarms.len() - 1).unwrap_or(u32::MAX)
+            }
+        };
+        self.swarm_index.insert(id, slot);
+        slot
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const TIMEOUT: Duration = Duration::from_secs(60);
-
-    fn id(s: &str) -> PeerId {
-        s.parse().unwrap()
-    }
-
-    fn swarm(rendition: u32) -> SwarmId {
-        SwarmId { customer: "acme".into(), content: "live".into(), rendition }
-    }
-
-    fn secs(t0: Instant, s: u64) -> Instant {
-        t0 + Duration::from_secs(s)
-    }
-
-    #[test]
-    fn peers_are_most_recent_first_and_never_self() {
-        let t0 = Instant::now();
-        let mut reg = SwarmRegistry::new(TIMEOUT, 100);
-        for (i, p) in ["a", "b", "c", "d"].iter().enumerate() {
-            reg.track(secs(t0, i as u64), &id(p), swarm(0)).unwrap();
-        }
-        assert_eq!(reg.peers_for(secs(t0, 5), &id("b"), 10), vec![id("d"), id("c"), id("a")]);
-        assert_eq!(reg.peers_for(secs(t0, 5), &id("b"), 2), vec![id("d"), id("c")]);
-        // Activity moves a peer to the front.
-        reg.track(secs(t0, 6), &id("a"), swarm(0)).unwrap();
-        assert_eq!(reg.peers_for(secs(t0, 6), &id("b"), 10), vec![id("a"), id("d"), id("c")]);
-    }
-
-    #[test]
-    fn swarms_are_separate_and_tracking_moves_peers() {
-        let t0 = Instant::now();
-        let mut reg = SwarmRegistry::new(TIMEOUT, 100);
-        reg.track(t0, &id("a"), swarm(0)).unwrap();
-        reg.track(t0, &id("b"), swarm(1)).unwrap();
-        assert!(reg.peers_for(t0, &id("a"), 10).is_empty());
-        assert_eq!(reg.swarm_count(), 2);
-        reg.track(t0, &id("a"), swarm(1)).unwrap();
-        assert_eq!(reg.peers_for(t0, &id("b"), 10), vec![id("a")]);
-        assert_eq!((reg.peer_count(), reg.swarm_count()), (2, 1));
-        let other_content = SwarmId { content: "other".into(), ..swarm(1) };
-        reg.track(t0, &id("c"), other_content).unwrap();
-        assert_eq!(reg.peers_for(t0, &id("c"), 10), Vec::<PeerId>::new());
-    }
-
-    #[test]
-    fn unknown_peer_gets_nothing() {
-        let reg = SwarmRegistry::new(TIMEOUT, 100);
-        assert!(reg.peers_for(Instant::now(), &id("x"), 10).is_empty());
-    }
-
-    #[test]
-    fn silent_peers_expire_and_are_not_offered_before() {
-        let t0 = Instant::now();
-        let mut reg = SwarmRegistry::new(TIMEOUT, 100);
-        reg.track(t0, &id("old"), swarm(0)).unwrap();
-        reg.track(secs(t0, 30), &id("new"), swarm(0)).unwrap();
-        reg.track(secs(t0, 61), &id("asker"), swarm(0)).unwrap();
-        // Not expired yet, but already stale: not offered.
-        assert_eq!(reg.peers_for(secs(t0, 61), &id("asker"), 10), vec![id("new")]);
-        assert_eq!(reg.expire(secs(t0, 61)), 1);
-        assert_eq!(reg.peer_count(), 2);
-        assert_eq!(reg.expire(secs(t0, 200)), 2);
-        assert_eq!((reg.peer_count(), reg.swarm_count()), (0, 0));
-    }
-
-    #[test]
-    fn capacity_refuses_new_peers_unless_some_expire() {
-        let t0 = Instant::now();
-        let mut reg = SwarmRegistry::new(TIMEOUT, 2);
-        reg.track(t0, &id("a"), swarm(0)).unwrap();
-        reg.track(secs(t0, 10), &id("b"), swarm(0)).unwrap();
-        assert!(reg.is_full());
-        assert_eq!(reg.track(secs(t0, 20), &id("c"), swarm(0)), Err(RegistryFull));
-        // Known peers still update when full.
-        assert_eq!(reg.track(secs(t0, 20), &id("a"), swarm(1)), Ok(()));
-        // Once "b" is silent for the timeout, "c" takes its place.
-        assert_eq!(reg.track(secs(t0, 75), &id("c"), swarm(0)), Ok(()));
-        assert_eq!(reg.peers_for(secs(t0, 75), &id("c"), 10), Vec::<PeerId>::new());
-        assert_eq!(reg.peer_count(), 2);
-    }
-}
+#[path = "swarm_tests.rs"]
+mod tests;

@@ -30,7 +30,7 @@ fn config() -> Config {
 
 fn distributor_token(content: &str, expires_in_s: i64) -> String {
     let expires_at_s = service::unix_now_s().saturating_add_signed(expires_in_s);
-    token::sign(SECRET, &Claims { customer: "acme".into(), content: content.into(), peer_id: None, expires_at_s })
+    token::sign(SECRET, &Claims { customer: "acme".into(), content: content.into(), peer_id: None, expires_at_s, rules: None })
 }
 
 fn init_request(token: String) -> InitRequest {
@@ -128,7 +128,7 @@ async fn init_refuses_bad_versions_and_tokens() {
     for (req, status, code) in cases {
         assert_eq!(error_of(server.post("/v1/init", &req).await).await, (status, code.to_owned()));
     }
-    let foreign = Claims { customer: "acme".into(), content: "live".into(), peer_id: None, expires_at_s: u64::MAX };
+    let foreign = Claims { customer: "acme".into(), content: "live".into(), peer_id: None, expires_at_s: u64::MAX, rules: None };
     let req = init_request(token::sign(b"another-secret", &foreign));
     assert_eq!(error_of(server.post("/v1/init", &req).await).await.0, StatusCode::UNAUTHORIZED);
 }
@@ -171,4 +171,71 @@ async fn a_full_tracker_answers_503() {
     assert_eq!(error_of(res).await, (StatusCode::SERVICE_UNAVAILABLE, "full".into()));
     // The tracked peer keeps working.
     assert_eq!(server.track(&a, 1).await, StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn candidates_come_with_the_trackers_introduction() {
+    let server = start(config()).await;
+    let (a, b, c) = (server.init().await, server.init().await, server.init().await);
+    assert_eq!(server.track(&a, 0).await, StatusCode::NO_CONTENT);
+    assert_eq!(server.track(&b, 0).await, StatusCode::NO_CONTENT);
+    let req = PeersRequest { peer_id: c.peer_id.clone(), token: c.token.clone(), rendition: 0, max: 10 };
+    let answer: PeersResponse = server.post("/v1/peers", &req).await.json().await.unwrap();
+    let intro = protocol::intro::verify(SECRET, &answer.intro, service::unix_now_s()).unwrap();
+    assert_eq!((intro.from, intro.peers), (c.peer_id.clone(), answer.peers.clone()));
+    assert_eq!((intro.customer.as_str(), intro.content.as_str()), ("acme", "live"));
+    assert!(intro.expires_at_s <= service::unix_now_s() + Config::default().offer_ttl_s);
+    // Nobody to introduce: no introduction.
+    let lonely = server.init().await;
+    let req = PeersRequest { peer_id: lonely.peer_id.clone(), token: lonely.token.clone(), rendition: 7, max: 10 };
+    let answer: PeersResponse = server.post("/v1/peers", &req).await.json().await.unwrap();
+    assert_eq!((answer.peers.len(), answer.intro.as_str()), (0, ""));
+}
+
+#[tokio::test]
+async fn the_content_owners_rules_from_the_distributor_token_apply() {
+    let server = start(config()).await;
+    let init_with = |rules: protocol::api::PeeringRules| {
+        let claims = Claims {
+            customer: "acme".into(),
+            content: "live".into(),
+            peer_id: None,
+            expires_at_s: service::unix_now_s() + 60,
+            rules: Some(rules),
+        };
+        init_request(token::sign(SECRET, &claims))
+    };
+    let rules = protocol::api::PeeringRules { max_peers: 1, ..Default::default() };
+    let res = server.post("/v1/init", &init_with(rules.clone())).await;
+    let asker: InitResponse = res.json().await.unwrap();
+    for _ in 0..3 {
+        let s = server.init().await;
+        assert_eq!(server.track(&s, 0).await, StatusCode::NO_CONTENT);
+    }
+    assert_eq!(server.peers(&asker, 0, 10).await.len(), 1);
+    // The rules are per content: the latest token's rules hold for everyone of it.
+    let res = server.post("/v1/init", &init_with(protocol::api::PeeringRules { upload_allowed: false, ..rules })).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(server.peers(&asker, 0, 10).await, Vec::<PeerId>::new());
+}
+
+#[tokio::test]
+async fn a_peer_report_ranks_and_filters_candidates() {
+    let server = start(config()).await;
+    let (a, b, c) = (server.init().await, server.init().await, server.init().await);
+    let report = |s: &InitResponse, report: protocol::api::PeerReport| protocol::api::PeersRequestWithReport {
+        request: PeersRequest { peer_id: s.peer_id.clone(), token: s.token.clone(), rendition: 0, max: 10 },
+        report,
+    };
+    let fast = protocol::api::PeerReport { uplink_kbps: Some(50_000), ..Default::default() };
+    assert_eq!(server.post("/v1/peers", &report(&a, fast)).await.status(), StatusCode::OK);
+    let leech = protocol::api::PeerReport { upload_allowed: false, ..Default::default() };
+    assert_eq!(server.post("/v1/peers", &report(&b, leech)).await.status(), StatusCode::OK);
+    // "b" does not upload, so "c" gets only "a"; "a" gets "c" (who has not said otherwise) and not "b".
+    assert_eq!(server.peers(&c, 0, 10).await, vec![a.peer_id.clone()]);
+    let failed = protocol::api::PeerReport { failed: vec![c.peer_id.clone()], ..Default::default() };
+    let answer: PeersResponse = server.post("/v1/peers", &report(&a, failed)).await.json().await.unwrap();
+    assert_eq!(answer.peers, vec![c.peer_id.clone()]);
+    let too_long = protocol::api::PeerReport { failed: vec![c.peer_id.clone(); 65], ..Default::default() };
+    assert_eq!(error_of(server.post("/v1/peers", &report(&a, too_long)).await).await.0, StatusCode::BAD_REQUEST);
 }

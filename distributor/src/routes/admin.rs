@@ -37,6 +37,10 @@ pub(crate) async fn put_content(
     if settings.rollout_percent > 100 {
         return Err(ApiError::BadRequest("rollout_percent must be 0-100".into()));
     }
+    let max_asns = protocol::api::MAX_ASN_RULES;
+    if settings.rules.asn_allow.len() > max_asns || settings.rules.asn_deny.len() > max_asns {
+        return Err(ApiError::BadRequest(format!("asn_allow and asn_deny hold at most {max_asns} entries")));
+    }
     {
         let mut catalog = state.inner.catalog.write().unwrap_or_else(|e| e.into_inner());
         catalog.put(&customer, &content, settings.clone()).map_err(|_| ApiError::Full)?;

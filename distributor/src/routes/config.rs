@@ -6,6 +6,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::{Extension, Json};
 use protocol::api::{ConfigResponse, ContentSettings, MAX_NAME_LEN};
+use protocol::access;
 use protocol::token::{self, Claims};
 use serde::Deserialize;
 
@@ -50,17 +51,20 @@ pub(crate) async fn get_config(
     let bucket = rollout_bucket(format!("{who}|{}|{}", params.customer, params.content).as_bytes());
     let p2p_enabled = p2p_on(&settings, bucket);
     let token = if p2p_enabled {
+        // The rules ride in the token so the tracker applies them when matching.
         let claims = Claims {
             customer: params.customer,
-            content: params.content,
+            content: params.content.clone(),
             peer_id: None,
             expires_at_s: service::unix_now_s().saturating_add(inner.config.token_ttl_s),
+            rules: Some(settings.rules.clone()),
         };
         token::sign(inner.config.secret.as_bytes(), &claims)
     } else {
         // No P2P, no way into the tracker.
         String::new()
     };
+    let cdn_token = cdn_token(&inner.config, &params.content);
     inner.config_requests.get_or_create(&[("p2p", if p2p_enabled { "on" } else { "off" })]).inc();
     Ok(Json(ConfigResponse {
         p2p_enabled,
@@ -70,7 +74,23 @@ pub(crate) async fn get_config(
         signalling_url: inner.config.signalling_url.clone(),
         analytics_url: inner.config.analytics_url.clone(),
         token,
+        cdn_token,
+        digest_public_key: inner.config.digest_public_key.clone(),
     }))
+}
+
+/// The session's CDN access token: valid for every object of the content (`/live/{content}/*`)
+/// for `cdn_token_ttl_s`; empty when no CDN secret is configured.
+fn cdn_token(config: &crate::Config, content: &str) -> String {
+    if config.cdn_secret.is_empty() {
+        return String::new();
+    }
+    let grant = access::Grant {
+        expires_at_s: service::unix_now_s().saturating_add(config.cdn_token_ttl_s),
+        path_prefix: format!("/live/{content}/"),
+        ip: None,
+    };
+    access::sign(config.cdn_secret.as_bytes(), &grant)
 }
 
 fn check_params(params: &Params) -> Result<(), ApiError> {

@@ -3,15 +3,17 @@
 
 use super::*;
 
-/// An engine playing at 1x from position 4 s (reported at 2 s), connected to `others`.
+/// An engine playing at 1x from position 0 (reported at 2 s), connected to `others`.
 fn playing(others: &[&str]) -> Engine {
     let mut e = engine("me", others);
-    e.handle_input(2_000, Input::Playback { position_ms: 4_000, rate: 1.0, buffered_end_ms: 10_000 });
+    e.handle_input(2_000, Input::Playback { position_ms: 0, rate: 1.0, buffered_end_ms: 6_000 });
     drain(&mut e);
     e
 }
 
-/// The player asks for segment 3 (start 6 s, so its deadline is 2 000 + 2 000 − 1 500 = 2 500).
+/// The player asks for segment 3: it starts at 6 s, so its deadline is 2 000 + 6 000 − 500 =
+/// 7 500, and it is due at the CDN 300 ms (time to first byte) plus its missing bytes at
+/// 400 kB/s (500 kB/s less a quarter; 1 MB when its size is unknown: 2 500 ms) earlier.
 fn ask(e: &mut Engine, now: Millis) -> Vec<Output> {
     feed(e, now, Input::PlayerRequest { id: id(3) })
 }
@@ -26,15 +28,26 @@ fn an_old_segment_nobody_holds_comes_from_the_cdn_at_once() {
 }
 
 #[test]
-fn the_deadline_sends_a_segment_a_peer_is_still_fetching_to_the_cdn() {
+fn a_segment_a_peer_is_receiving_is_relayed_until_due_then_resumed_on_the_cdn() {
     let mut e = playing(&["a"]);
     feed(&mut e, 2_000, message(&pid("a"), have(&[0], &[3])));
-    assert!(fetches(&ask(&mut e, 2_000)).is_empty());
-    assert_eq!(e.poll_timeout(), Some(2_500));
+    let out = ask(&mut e, 2_000);
+    assert!(fetches(&out).is_empty());
+    let [(_, request_id, 0)] = requests(&sent_to(&out, &pid("a")))[..] else { panic!("{out:?}") };
+    feed(&mut e, 2_500, message(&pid("a"), chunk(3, request_id, 0, 5_000, &body(3, 1_000))));
 
-    e.handle_timeout(2_500);
+    // Nothing more for the idle timeout: given up, and nobody else has it; wait until due.
+    e.handle_timeout(4_000);
+    let out = drain(&mut e);
+    assert_eq!(sent_to(&out, &pid("a"))[0], Message::Cancel { id: id(3), request_id });
+    assert!(fetches(&out).is_empty());
+    let due = 7_500 - (300 + 4_000 / 400);
+    e.handle_timeout(due - 1);
+    assert!(fetches(&drain(&mut e)).is_empty());
 
-    assert_eq!(fetches(&drain(&mut e)), vec![(id(3), 0)]);
+    e.handle_timeout(due);
+
+    assert_eq!(fetches(&drain(&mut e)), vec![(id(3), 1_000)]);
 }
 
 #[test]
@@ -59,18 +72,37 @@ fn before_playback_a_segment_a_peer_holds_comes_from_that_peer() {
 }
 
 #[test]
-fn a_peer_download_past_the_deadline_resumes_on_the_cdn() {
+fn a_peer_too_slow_for_the_deadline_is_left_for_the_cdn_from_the_received_offset() {
     let mut e = playing(&["a"]);
     feed(&mut e, 2_000, message(&pid("a"), have(&[0, 3], &[])));
     let out = ask(&mut e, 2_000);
     let [(_, request_id, 0)] = requests(&sent_to(&out, &pid("a")))[..] else { panic!("{out:?}") };
-    feed(&mut e, 2_100, message(&pid("a"), chunk(3, request_id, 0, 5_000, &body(3, 1_000))));
+    feed(&mut e, 2_100, message(&pid("a"), chunk(3, request_id, 0, 500_000, &body(3, 5_000))));
+    feed(&mut e, 2_300, message(&pid("a"), chunk(3, request_id, 5_000, 500_000, &body(3, 5_000))));
 
-    e.handle_timeout(2_500);
+    // 10 kB in 300 ms: the other 490 kB would take 14.7 s, the CDN 1.5 s.
+    e.handle_timeout(2_400);
     let out = drain(&mut e);
 
     assert_eq!(sent_to(&out, &pid("a"))[0], Message::Cancel { id: id(3), request_id });
-    assert_eq!(fetches(&out), vec![(id(3), 1_000)]);
+    assert_eq!(fetches(&out), vec![(id(3), 10_000)]);
+}
+
+#[test]
+fn a_peer_that_sends_nothing_before_the_due_time_is_left_for_the_cdn() {
+    let mut e = playing(&["a"]);
+    e.handle_input(2_000, Input::Playback { position_ms: 2_500, rate: 1.0, buffered_end_ms: 6_000 });
+    feed(&mut e, 2_000, message(&pid("a"), have(&[0, 3], &[])));
+    let out = ask(&mut e, 2_000);
+    let [(_, request_id, 0)] = requests(&sent_to(&out, &pid("a")))[..] else { panic!("{out:?}") };
+    // Deadline 2 000 + 3 500 − 500 = 5 000; an unknown size takes 2 800 ms from the CDN.
+    assert_eq!(e.poll_timeout(), Some(2_200));
+
+    e.handle_timeout(2_200);
+    let out = drain(&mut e);
+
+    assert_eq!(sent_to(&out, &pid("a"))[0], Message::Cancel { id: id(3), request_id });
+    assert_eq!(fetches(&out), vec![(id(3), 0)]);
 }
 
 #[test]
@@ -95,13 +127,11 @@ fn a_peer_closing_mid_transfer_resumes_on_the_cdn_from_the_received_offset() {
 #[test]
 fn a_stalled_peer_is_dropped_for_another_holder() {
     let mut e = playing(&["a", "b"]);
-    e.handle_input(2_000, Input::Playback { position_ms: 0, rate: 1.0, buffered_end_ms: 6_000 });
     feed(&mut e, 2_000, message(&pid("a"), have(&[0, 3], &[])));
     feed(&mut e, 2_000, message(&pid("b"), have(&[0, 3], &[])));
     let out = ask(&mut e, 2_000);
     let first = if requests(&sent_to(&out, &pid("a"))).is_empty() { pid("b") } else { pid("a") };
     let other = if first == pid("a") { pid("b") } else { pid("a") };
-    assert_eq!(e.poll_timeout(), Some(2_000 + 1_500));
 
     e.handle_timeout(3_500);
     let out = drain(&mut e);

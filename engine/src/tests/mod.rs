@@ -2,6 +2,7 @@
 //! read outputs.
 
 mod download;
+mod integrity;
 mod peering;
 mod seeding;
 mod upload;

@@ -33,12 +33,16 @@ pub(crate) async fn init(
     if state.with_registry(|registry| registry.is_full()) {
         return Err(ApiError::Full);
     }
+    if let Some(rules) = claims.rules {
+        state.set_rules(&claims.customer, &claims.content, rules);
+    }
     let peer_id = new_peer_id();
     let claims = Claims {
         customer: claims.customer,
         content: claims.content,
         peer_id: Some(peer_id.clone()),
         expires_at_s: now_s.saturating_add(config.token_ttl_s),
+        rules: None,
     };
     let token = token::sign(config.secret.as_bytes(), &claims);
     state.inner.inits.inc();

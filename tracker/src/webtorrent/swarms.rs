@@ -1,0 +1,278 @@
+//! Pure logic of the WebTorrent endpoint: who is in which swarm, where offers go, which answers
+//! are legitimate. No IO, no clock: every call takes `now_s` (seconds on the caller's clock).
+//!
+//! Rules, as aquatic_ws applies them:
+//! - a peer_id already bound to another connection in a swarm is ignored (no spoofing);
+//! - offers go to up to `max_offers` other peers, a random contiguous run of the swarm;
+//! - an answer is relayed only when its recipient has an outstanding offer to the answering
+//!   peer with that offer_id, younger than the offer lifetime; otherwise the sender gets an error;
+//! - `stopped` removes the peer and gets no response;
+//! - a closed connection's peers leave every swarm at once.
+
+use std::collections::HashMap;
+
+use indexmap::IndexMap;
+use protocol::webtorrent::{
+    Announce, AnnounceResponse, AnswerOut, ErrorOut, Event, Id20, OfferOut, ScrapeFile, scrape_response, to_json,
+};
+use rand::Rng;
+use rand::rngs::SmallRng;
+
+/// Identifies one websocket connection.
+pub(crate) type ConnId = u64;
+
+/// The limits every swarm applies.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// Most offers relayed per announce.
+    pub(crate) max_offers: usize,
+    /// How long an offer waits for its answer, in seconds.
+    pub(crate) offer_ttl_s: u32,
+    /// How long a peer stays without re-announcing, in seconds.
+    pub(crate) peer_ttl_s: u32,
+    /// Re-announce interval told to clients, in seconds.
+    pub(crate) interval_s: u64,
+    /// Most outstanding offers remembered per peer.
+    pub(crate) max_pending_offers: usize,
+}
+
+/// What [`Swarms::announce`] did, for the shell's bookkeeping and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Outcome {
+    /// The request was ignored (peer_id bound to another connection).
+    pub(crate) ignored: bool,
+    /// The peer is in the swarm after the request (false after `stopped`).
+    pub(crate) member: bool,
+    /// Offers relayed.
+    pub(crate) offers: usize,
+    /// An answer was relayed.
+    pub(crate) answered: bool,
+    /// An answer was refused (no matching offer).
+    pub(crate) answer_refused: bool,
+}
+
+#[derive(Debug, Default)]
+struct Torrent {
+    peers: IndexMap<Id20, Peer>,
+    seeders: usize,
+}
+
+#[derive(Debug)]
+struct Peer {
+    conn: ConnId,
+    seeder: bool,
+    until_s: u32,
+    /// Offers this peer made that await an answer: (from peer, offer id, until).
+    pending: Vec<(Id20, Id20, u32)>,
+}
+
+/// All swarms of the WebTorrent endpoint.
+#[derive(Debug)]
+pub(crate) struct Swarms {
+    limits: Limits,
+    torrents: HashMap<Id20, Torrent>,
+    peers: usize,
+    rng: SmallRng,
+}
+
+const NO_OFFER: &str = "Could not find the offer corresponding to your answer. It may have expired.";
+
+impl Swarms {
+    /// Empty swarms under `limits`, with a random source seeded by `seed`.
+    pub(crate) fn new(limits: Limits, seed: u64) -> Self {
+        Self { limits, torrents: HashMap::new(), peers: 0, rng: rand::SeedableRng::seed_from_u64(seed) }
+    }
+
+    /// Handles an announce from connection `conn`; pushes every message to send, with its
+    /// recipient connection, to `out` (the announce response goes to `conn`).
+    pub(crate) fn announce(
+        &mut self,
+        now_s: u32,
+        conn: ConnId,
+        a: &Announce<'_>,
+        out: &mut Vec<(ConnId, String)>,
+    ) -> Outcome {
+        let limits = self.limits;
+        let mut outcome = Outcome::default();
+        let torrent = self.torrents.entry(a.info_hash).or_default();
+        if torrent.peers.get(&a.peer_id).is_some_and(|p| p.conn != conn) {
+            outcome.ignored = true;
+            return outcome;
+        }
+        if a.event == Event::Stopped {
+            if let Some(peer) = torrent.peers.swap_remove(&a.peer_id) {
+                torrent.seeders -= usize::from(peer.seeder);
+                self.peers -= 1;
+            }
+            if torrent.peers.is_empty() {
+                self.torrents.remove(&a.info_hash);
+            }
+            return outcome;
+        }
+        let until_s = now_s.saturating_add(limits.peer_ttl_s);
+        match torrent.peers.get_mut(&a.peer_id) {
+            Some(peer) => {
+                if peer.seeder != a.seeder {
+                    if a.seeder {
+                        torrent.seeders += 1;
+                    } else {
+                        torrent.seeders -= 1;
+                    }
+                }
+                peer.seeder = a.seeder;
+                peer.until_s = until_s;
+            }
+            None => {
+                torrent.peers.insert(a.peer_id, Peer { conn, seeder: a.seeder, until_s, pending: Vec::new() });
+                torrent.seeders += usize::from(a.seeder);
+                self.peers += 1;
+            }
+        }
+        outcome.member = true;
+
+        if !a.offers.is_empty() {
+            let want = a.offers.len().min(limits.max_offers);
+            let targets = pick(&mut self.rng, &torrent.peers, want, &a.peer_id);
+            let offer_until = now_s.saturating_add(limits.offer_ttl_s);
+            let mut pending = Vec::with_capacity(targets.len());
+            for (offer, (target_id, target_conn)) in a.offers.iter().zip(targets) {
+                let message = OfferOut {
+                    action: "announce",
+                    info_hash: a.info_hash,
+                    peer_id: a.peer_id,
+                    offer: &offer.offer,
+                    offer_id: offer.offer_id,
+                };
+                out.push((target_conn, to_json(&message)));
+                pending.push((target_id, offer.offer_id, offer_until));
+            }
+            outcome.offers = pending.len();
+            if let Some(me) = torrent.peers.get_mut(&a.peer_id) {
+                me.pending.retain(|p| p.2 > now_s);
+                me.pending.extend(pending);
+                let excess = me.pending.len().saturating_sub(limits.max_pending_offers);
+                me.pending.drain(..excess);
+            }
+        }
+
+        if let Some(answer) = &a.answer {
+            let matched = torrent.peers.get_mut(&answer.to_peer_id).and_then(|offerer| {
+                let i = offerer
+                    .pending
+                    .iter()
+                    .position(|p| p.0 == a.peer_id && p.1 == answer.offer_id && p.2 > now_s)?;
+                offerer.pending.swap_remove(i);
+                Some(offerer.conn)
+            });
+            match matched {
+                Some(offerer_conn) => {
+                    let message = AnswerOut {
+                        action: "announce",
+                        info_hash: a.info_hash,
+                        peer_id: a.peer_id,
+                        answer: &answer.answer,
+                        offer_id: answer.offer_id,
+                    };
+                    out.push((offerer_conn, to_json(&message)));
+                    outcome.answered = true;
+                }
+                None => {
+                    let error = ErrorOut { failure_reason: NO_OFFER, action: Some("announce"), info_hash: Some(a.info_hash) };
+                    out.push((conn, to_json(&error)));
+                    outcome.answer_refused = true;
+                }
+            }
+        }
+
+        let response = AnnounceResponse {
+            action: "announce",
+            info_hash: a.info_hash,
+            complete: torrent.seeders,
+            incomplete: torrent.peers.len() - torrent.seeders,
+            interval: limits.interval_s,
+        };
+        out.push((conn, to_json(&response)));
+        outcome
+    }
+
+    /// The scrape answer for `hashes` (which the decoder bounds); an empty list is a full
+    /// scrape, which is refused.
+    pub(crate) fn scrape(&self, hashes: &[Id20]) -> String {
+        if hashes.is_empty() {
+            return to_json(&ErrorOut { failure_reason: "Full scrapes are not allowed", action: Some("scrape"), info_hash: None });
+        }
+        let files: Vec<(Id20, ScrapeFile)> = hashes
+            .iter()
+            .map(|h| {
+                let (complete, incomplete) =
+                    self.torrents.get(h).map_or((0, 0), |t| (t.seeders, t.peers.len() - t.seeders));
+                (*h, ScrapeFile { complete, incomplete, downloaded: 0 })
+            })
+            .collect();
+        scrape_response(&files)
+    }
+
+    /// Removes the peers `conn` announced (`joined`: (info hash, peer id) pairs), when still bound
+    /// to it; called when the connection closes.
+    pub(crate) fn remove_connection(&mut self, conn: ConnId, joined: &[(Id20, Id20)]) {
+        for (info_hash, peer_id) in joined {
+            let Some(torrent) = self.torrents.get_mut(info_hash) else { continue };
+            if torrent.peers.get(peer_id).is_some_and(|p| p.conn == conn) {
+                if let Some(peer) = torrent.peers.swap_remove(peer_id) {
+                    torrent.seeders -= usize::from(peer.seeder);
+                    self.peers -= 1;
+                }
+            }
+            if torrent.peers.is_empty() {
+                self.torrents.remove(info_hash);
+            }
+        }
+    }
+
+    /// Drops peers that did not re-announce in time and offers past their lifetime.
+    pub(crate) fn clean(&mut self, now_s: u32) {
+        let mut dropped = 0;
+        self.torrents.retain(|_, torrent| {
+            torrent.peers.retain(|_, peer| {
+                if peer.until_s <= now_s {
+                    torrent.seeders -= usize::from(peer.seeder);
+                    dropped += 1;
+                    return false;
+                }
+                peer.pending.retain(|p| p.2 > now_s);
+                true
+            });
+            !torrent.peers.is_empty()
+        });
+        self.peers -= dropped;
+    }
+
+    /// Peers in all swarms.
+    pub(crate) fn peer_count(&self) -> usize {
+        self.peers
+    }
+
+    /// Swarms with at least one peer.
+    pub(crate) fn swarm_count(&self) -> usize {
+        self.torrents.len()
+    }
+}
+
+/// Up to `want` peers other than `me`: a random contiguous run of the swarm, wrapping around.
+fn pick(rng: &mut SmallRng, peers: &IndexMap<Id20, Peer>, want: usize, me: &Id20) -> Vec<(Id20, ConnId)> {
+    let n = peers.len();
+    if n == 0 || want == 0 {
+        return Vec::new();
+    }
+    let start = rng.random_range(0..n);
+    (0..n)
+        .filter_map(|i| peers.get_index((start + i) % n))
+        .filter(|(id, _)| *id != me)
+        .take(want)
+        .map(|(id, p)| (*id, p.conn))
+        .collect()
+}
+
+#[cfg(test)]
+#[path = "swarms_tests.rs"]
+mod tests;
