@@ -88,7 +88,8 @@ export async function readViewer(viewer) {
   return viewer.page.evaluate(() => {
     const v = window.swarmcastViewer;
     return {
-      stats: v.stats(),
+      // Null until the agent has started: count that as nothing received yet.
+      stats: v.stats() ?? { httpBytes: 0, p2pDownBytes: 0, p2pUpBytes: 0, peers: 0 },
       segments: v.segments.map((s) => ({ rendition: s.rendition, msn: s.msn, sha256: s.sha256, bytes: s.bytes, url: s.url })),
       firstFrameMs: v.firstFrameMs,
       errors: v.errors,
