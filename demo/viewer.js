@@ -31,6 +31,10 @@ const viewer = {
   ready: null,
   /** The hls.js instance, for tests (e.g. `hls.currentLevel = 0` switches renditions). */
   hls: null,
+  /** Live latency (hls.js `latency`: live edge − playhead), sampled while playing, in s. */
+  latency: { last: null, mean: null, max: null, samples: 0 },
+  /** `waiting` events after the first frame (playback stalls). */
+  stalls: 0,
 };
 window.swarmcastViewer = viewer;
 
@@ -79,6 +83,7 @@ async function main() {
     });
   }
   watchFirstFrame(video);
+  watchLatency(hls, video);
   hls.loadSource(config.master_url);
   hls.attachMedia(video);
   video.muted = true;
@@ -107,6 +112,24 @@ function watchFirstFrame(video) {
   };
   if (video.requestVideoFrameCallback) video.requestVideoFrameCallback(mark);
   video.addEventListener('playing', mark, { once: true });
+}
+
+// Samples hls.js's live latency twice a second while the video plays, and counts stalls.
+function watchLatency(hls, video) {
+  const lat = viewer.latency;
+  let sum = 0;
+  setInterval(() => {
+    const l = hls.latency;
+    if (video.paused || viewer.firstFrameMs === null || !Number.isFinite(l) || l <= 0) return;
+    lat.samples += 1;
+    sum += l;
+    lat.last = l;
+    lat.mean = sum / lat.samples;
+    lat.max = Math.max(lat.max ?? 0, l);
+  }, 500);
+  video.addEventListener('waiting', () => {
+    if (viewer.firstFrameMs !== null) viewer.stalls += 1;
+  });
 }
 
 function render(hls) {

@@ -6,12 +6,14 @@
 //! - `swarmcast origin [--mode edge --upstream URL]`: the live origin, or a caching edge/shield.
 //! - `swarmcast monitor URL…`: the HLS conformance checker.
 //! - `swarmcast bench tracker|signalling`: load generators (docs/BENCHMARKS.md).
+//! - `swarmcast sim`: the swarm simulator's benchmark table (docs/BENCHMARKS.md, "P2P engine").
 
 mod bench;
 mod demo;
 mod monitor;
 mod origin_cmd;
 mod serve;
+mod sim;
 mod web;
 
 use clap::{Parser, Subcommand};
@@ -40,6 +42,8 @@ enum Command {
     Monitor(monitor::Args),
     /// Load-test a server and report throughput, latency and memory.
     Bench(bench::Args),
+    /// Simulate live swarms and print offload, stalls and latency per scheduler.
+    Sim(sim::Args),
 }
 
 #[tokio::main]
@@ -51,5 +55,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Origin(args) => origin_cmd::run(args).await,
         Command::Monitor(args) => monitor::run(args).await,
         Command::Bench(args) => bench::run(args).await,
+        Command::Sim(args) => sim::run(args).await,
     }
 }

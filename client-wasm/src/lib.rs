@@ -24,7 +24,9 @@
 mod driver;
 mod http;
 mod js;
+mod outbox;
 mod peer;
+mod sdp;
 mod session;
 mod signalling;
 mod vec_map;

@@ -9,11 +9,10 @@
 //! The engine hears `PeerConnected` when a channel opens and `PeerClosed` when a connection it
 //! knows of (it asked for it, or its channel opened) closes, fails or times out.
 
-use std::collections::VecDeque;
-
 use engine::Input;
-use js_sys::{ArrayBuffer, Reflect, Uint8Array};
+use js_sys::{ArrayBuffer, Uint8Array};
 use protocol::PeerId;
+use protocol::peer::Message;
 use protocol::signal::{ClientMessage, Signal};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
@@ -25,16 +24,12 @@ use web_sys::{
 };
 
 use crate::driver::{self, ShellRef};
+use crate::outbox::{LOW_WATER_BYTES, Outbox, UplinkMeter};
 use crate::js::Timer;
+use crate::sdp;
 use crate::signalling::Signalling;
 use crate::vec_map::VecMap;
 
-/// Above this many bytes buffered in the channel, messages wait in our queue.
-const HIGH_WATER_BYTES: u32 = 1024 * 1024;
-/// `bufferedamountlow` fires when the channel's buffer falls to this many bytes.
-const LOW_WATER_BYTES: u32 = 256 * 1024;
-/// Most bytes waiting in our queue for one peer; beyond it the peer is too slow and is dropped.
-const MAX_QUEUED_BYTES: usize = 16 * 1024 * 1024;
 /// Largest data channel message accepted, in bytes (the peer protocol's bound).
 const MAX_MESSAGE_BYTES: u32 = protocol::peer::MAX_MESSAGE_BYTES as u32;
 /// Most ICE candidates queued before the remote description is set.
@@ -43,11 +38,8 @@ const MAX_PENDING_ICE: usize = 64;
 const CONNECT_TIMEOUT_MS: u32 = 15_000;
 /// Label of the data channel.
 const CHANNEL_LABEL: &str = "swarmcast";
-/// The uplink counts as backlogged (so its drain measures its speed) above this many bytes
-/// buffered in all channels and queues.
-const BACKLOG_BYTES: f64 = 64.0 * 1024.0;
-/// Type byte of a peer protocol chunk (segment data); every other message is control.
-const CHUNK_TYPE: u8 = 3;
+/// Type byte of a peer protocol cancel.
+const CANCEL_TYPE: u8 = 5;
 
 type Handler = Closure<dyn FnMut(JsValue)>;
 
@@ -58,10 +50,7 @@ pub(crate) struct Peers {
     max_conns: usize,
     conns: VecMap<PeerId, Conn>,
     next_id: u64,
-    /// The last uplink sample: when (ms) and how many bytes were buffered then.
-    last_sample: Option<(f64, f64)>,
-    /// Bytes handed to data channels since the last sample.
-    sent_since_sample: f64,
+    meter: UplinkMeter,
 }
 
 impl Peers {
@@ -82,8 +71,7 @@ struct Conn {
     open: bool,
     engine_knows: bool,
     pending_ice: Vec<RtcIceCandidateInit>,
-    queue: VecDeque<Vec<u8>>,
-    queued_bytes: usize,
+    outbox: Outbox,
     handlers: Vec<Handler>,
     _timeout: Option<Timer>,
 }
@@ -104,45 +92,29 @@ impl Conn {
         self.handlers.clear();
     }
 
-    /// Sends queued messages while the channel's buffer is below the high-water mark; returns
-    /// how many bytes went into the channel.
+    /// Sends what waits while the channel has room; returns how many bytes went in.
     fn flush(&mut self) -> Result<usize, JsValue> {
         let Some(dc) = self.dc.as_ref().filter(|_| self.open) else { return Ok(0) };
-        let mut sent = 0;
-        while dc.buffered_amount() <= HIGH_WATER_BYTES {
-            let Some(msg) = self.queue.pop_front() else { break };
-            self.queued_bytes -= msg.len();
-            sent += msg.len();
-            dc.send_with_u8_array(&msg)?;
-        }
-        Ok(sent)
-    }
-
-    /// Bytes waiting: in our queue and in the channel's buffer.
-    fn backlog(&self) -> f64 {
-        let buffered = self.dc.as_ref().map_or(0, RtcDataChannel::buffered_amount);
-        self.queued_bytes as f64 + f64::from(buffered)
+        self.outbox.flush(dc)
     }
 }
 
-/// Measures the uplink: bytes that left the browser's channel buffers since the last sample,
-/// over the time, counted only when the uplink was backlogged at both samples (else it would
-/// measure our demand, not its capacity). Returns the throughput in bytes/s (0: not measured
-/// this time) and the bytes still waiting to be sent.
+/// `peer` cancelled a request: the chunks answering it that still wait in our queue are dropped
+/// (the engine sends nothing more for it), so its downlink and our uplink carry no dead bytes.
+fn purge_cancelled(shell: &ShellRef, peer: &PeerId, cancel: &[u8]) {
+    let Ok(Message::Cancel { id, request_id }) = Message::decode(cancel) else { return };
+    if let Some(conn) = shell.borrow_mut().peers.conns.get_mut(peer) {
+        conn.outbox.purge(id, request_id);
+    }
+}
+
+/// Samples the uplink (see [`UplinkMeter::sample`]): throughput in bytes/s (0 if not measured
+/// this time) and bytes waiting to be sent.
 pub(crate) fn uplink_sample(shell: &ShellRef, now_ms: f64) -> (u64, u64) {
     let mut s = shell.borrow_mut();
     let peers = &mut s.peers;
-    let backlog: f64 = peers.conns.iter().map(|(_, c)| c.backlog()).sum();
-    let sent = std::mem::take(&mut peers.sent_since_sample);
-    let rate = match peers.last_sample.replace((now_ms, backlog)) {
-        Some((at, before)) if before >= BACKLOG_BYTES && backlog >= BACKLOG_BYTES && now_ms > at => {
-            let drained = (before + sent - backlog).max(0.0);
-            drained * 1_000.0 / (now_ms - at)
-        }
-        _ => 0.0,
-    };
-    // Saturating float-to-int casts of non-negative values.
-    (rate as u64, backlog as u64)
+    let backlog: f64 = peers.conns.iter().map(|(_, c)| c.outbox.backlog(c.dc.as_ref())).sum();
+    peers.meter.sample(now_ms, backlog)
 }
 
 /// The engine wants a connection to `peer`: offer one unless there is one already.
@@ -167,7 +139,7 @@ pub(crate) fn connect(shell: &ShellRef, peer: PeerId) {
     attach_channel(shell, &peer, id, dc);
     let weak = shell.borrow().weak();
     wasm_bindgen_futures::spawn_local(async move {
-        let result = make_offer(&pc).await;
+        let result = sdp::make_offer(&pc).await;
         let Some(shell) = weak.upgrade() else { return };
         match result {
             Ok(sdp) if is_current(&shell, &peer, id) => relay(&shell, &peer, Signal::Offer { sdp }),
@@ -203,19 +175,12 @@ pub(crate) fn send(shell: &ShellRef, peer: &PeerId, bytes: Vec<u8>) {
         let mut s = shell.borrow_mut();
         let peers = &mut s.peers;
         let Some(conn) = peers.conns.get_mut(peer) else { return };
-        conn.queued_bytes += bytes.len();
-        if bytes.get(1) == Some(&CHUNK_TYPE) {
-            conn.queue.push_back(bytes);
-        } else {
-            let at = conn.queue.iter().position(|m| m.get(1) == Some(&CHUNK_TYPE)).unwrap_or(conn.queue.len());
-            conn.queue.insert(at, bytes);
-        }
-        if conn.queued_bytes > MAX_QUEUED_BYTES {
+        if !conn.outbox.push(bytes) {
             Some(conn.id)
         } else {
             match conn.flush() {
                 Ok(sent) => {
-                    peers.sent_since_sample += sent as f64;
+                    peers.meter.sent(sent);
                     None
                 }
                 Err(_) => Some(conn.id),
@@ -239,7 +204,7 @@ pub(crate) fn on_signal(shell: &ShellRef, from: PeerId, signal: Signal) {
             let mut s = shell.borrow_mut();
             let Some(conn) = s.peers.conns.get_mut(&from) else { return };
             if conn.remote_set {
-                add_candidate(&conn.pc, &init);
+                sdp::add_candidate(&conn.pc, &init);
             } else if conn.pending_ice.len() < MAX_PENDING_ICE {
                 conn.pending_ice.push(init);
             }
@@ -293,7 +258,12 @@ fn on_offer(shell: &ShellRef, from: PeerId, sdp: String) {
     let Some((id, pc)) = created else { return };
     let weak = shell.borrow().weak();
     wasm_bindgen_futures::spawn_local(async move {
-        let result = answer(&weak, &from, id, &pc, &sdp).await;
+        let on_remote = || {
+            if let Some(shell) = weak.upgrade() {
+                remote_description_set(&shell, &from, id);
+            }
+        };
+        let result = sdp::answer(&pc, &sdp, on_remote).await;
         let Some(shell) = weak.upgrade() else { return };
         match result {
             Ok(sdp) if is_current(&shell, &from, id) => relay(&shell, &from, Signal::Answer { sdp }),
@@ -322,56 +292,14 @@ fn on_answer(shell: &ShellRef, from: PeerId, sdp: String) {
     });
 }
 
-async fn make_offer(pc: &RtcPeerConnection) -> Result<String, JsValue> {
-    let offer = JsFuture::from(pc.create_offer()).await?;
-    let sdp = sdp_of(&offer)?;
-    let desc = RtcSessionDescriptionInit::new(RtcSdpType::Offer);
-    desc.set_sdp(&sdp);
-    JsFuture::from(pc.set_local_description(&desc)).await?;
-    Ok(sdp)
-}
-
-async fn answer(
-    weak: &std::rc::Weak<std::cell::RefCell<driver::Shell>>,
-    from: &PeerId,
-    id: u64,
-    pc: &RtcPeerConnection,
-    offer: &str,
-) -> Result<String, JsValue> {
-    let desc = RtcSessionDescriptionInit::new(RtcSdpType::Offer);
-    desc.set_sdp(offer);
-    JsFuture::from(pc.set_remote_description(&desc)).await?;
-    if let Some(shell) = weak.upgrade() {
-        remote_description_set(&shell, from, id);
-    }
-    let answer = JsFuture::from(pc.create_answer()).await?;
-    let sdp = sdp_of(&answer)?;
-    let desc = RtcSessionDescriptionInit::new(RtcSdpType::Answer);
-    desc.set_sdp(&sdp);
-    JsFuture::from(pc.set_local_description(&desc)).await?;
-    Ok(sdp)
-}
-
-fn sdp_of(description: &JsValue) -> Result<String, JsValue> {
-    Reflect::get(description, &JsValue::from_str("sdp"))?.as_string().ok_or(JsValue::NULL)
-}
-
 /// Adds the ICE candidates that waited for the remote description.
 fn remote_description_set(shell: &ShellRef, peer: &PeerId, id: u64) {
     let mut s = shell.borrow_mut();
     let Some(conn) = s.peers.conns.get_mut(peer).filter(|c| c.id == id) else { return };
     conn.remote_set = true;
     for init in std::mem::take(&mut conn.pending_ice) {
-        add_candidate(&conn.pc, &init);
+        sdp::add_candidate(&conn.pc, &init);
     }
-}
-
-fn add_candidate(pc: &RtcPeerConnection, init: &RtcIceCandidateInit) {
-    let promise = pc.add_ice_candidate_with_opt_rtc_ice_candidate_init(Some(init));
-    // A stale candidate (from a connection replaced in glare) is refused; that is harmless.
-    wasm_bindgen_futures::spawn_local(async move {
-        let _ = JsFuture::from(promise).await;
-    });
 }
 
 /// Creates a connection to `peer` with its handlers and timeout, and registers it.
@@ -434,8 +362,7 @@ fn new_conn(shell: &ShellRef, peer: &PeerId, offerer: bool) -> Option<(u64, RtcP
         open: false,
         engine_knows: offerer,
         pending_ice: Vec::new(),
-        queue: VecDeque::new(),
-        queued_bytes: 0,
+        outbox: Outbox::default(),
         handlers: vec![on_ice, on_state, on_channel],
         _timeout: timeout,
     };
@@ -462,7 +389,7 @@ fn attach_channel(shell: &ShellRef, peer: &PeerId, id: u64, dc: RtcDataChannel) 
             conn._timeout = None;
             let failed = match conn.flush() {
                 Ok(sent) => {
-                    s.peers.sent_since_sample += sent as f64;
+                    s.peers.meter.sent(sent);
                     false
                 }
                 Err(_) => true,
@@ -490,6 +417,9 @@ fn attach_channel(shell: &ShellRef, peer: &PeerId, id: u64, dc: RtcDataChannel) 
             return;
         }
         let bytes = Uint8Array::new(&buffer).to_vec();
+        if bytes.get(1) == Some(&CANCEL_TYPE) {
+            purge_cancelled(&shell, &p, &bytes);
+        }
         driver::feed(&shell, Input::PeerMessage { peer: p.clone(), bytes });
     });
     let (w, p) = (weak, peer.clone());
@@ -500,7 +430,7 @@ fn attach_channel(shell: &ShellRef, peer: &PeerId, id: u64, dc: RtcDataChannel) 
             let Some(conn) = s.peers.conns.get_mut(&p).filter(|c| c.id == id) else { return };
             match conn.flush() {
                 Ok(sent) => {
-                    s.peers.sent_since_sample += sent as f64;
+                    s.peers.meter.sent(sent);
                     false
                 }
                 Err(_) => true,

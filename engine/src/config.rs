@@ -29,6 +29,10 @@ pub struct Config {
     pub seed_grace_ms: u64,
     /// Our uplink, in bytes/s, when known in advance (0: unknown until the shell measures it).
     pub uplink_bytes_per_s: u64,
+    /// CDN throughput assumed until fetches were measured, in bytes/s.
+    pub http_prior_bytes_per_s: u64,
+    /// Stream bitrate assumed until segments were seen (to guess a segment's size), in bytes/s.
+    pub stream_prior_bytes_per_s: u64,
     /// A request is served only if our uplink can send it, after what it already owes, within
     /// this share of the segment's duration, in percent.
     pub upload_budget_pct: u32,
@@ -55,6 +59,8 @@ impl Default for Config {
             reconnect_backoff_ms: 30_000,
             seed_grace_ms: 500,
             uplink_bytes_per_s: 0,
+            http_prior_bytes_per_s: 500_000,
+            stream_prior_bytes_per_s: 500_000,
             upload_budget_pct: 50,
             prefetch_ahead_segments: 3,
             keep_behind_window: 3,

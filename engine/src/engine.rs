@@ -50,6 +50,7 @@ impl Engine {
     pub fn new(config: Config, local: PeerId) -> Self {
         let rng = SmallRng::seed_from_u64(config.seed ^ rank::fnv1a(local.as_str().as_bytes()));
         let uplink = Uplink::with_rate(config.uplink_bytes_per_s);
+        let (http_prior, stream_prior) = (config.http_prior_bytes_per_s, config.stream_prior_bytes_per_s);
         Self {
             config,
             local,
@@ -60,9 +61,9 @@ impl Engine {
             playback: Playback::default(),
             peers: Peers::default(),
             store: Store::default(),
-            http: HttpEstimate::default(),
+            http: HttpEstimate::new(http_prior),
             uplink,
-            sizes: SizeEstimate::default(),
+            sizes: SizeEstimate::new(stream_prior),
             digests: Digests::default(),
             now: 0,
             next_request_id: 0,
@@ -286,7 +287,10 @@ impl Engine {
                 self.learn(now, &segments);
                 self.peers.set_have(&peer, segments, fetching);
             }
-            Message::Request { id, request_id, offset } => self.serve(now, &peer, id, request_id, offset),
+            Message::Request { id, request_id, offset, end, deadline_ms } => {
+                self.serve(now, &peer, id, request_id, crate::upload::Want { offset, end, deadline_ms });
+            }
+            Message::HaveChunk { id, len } => self.peers.set_progress(&peer, id, len),
             Message::Chunk { id, request_id, offset, total_len, data } => {
                 self.on_chunk(now, &peer, id, request_id, offset, total_len, data);
             }

@@ -25,6 +25,12 @@ pub(crate) struct HttpEstimate {
     bytes_per_ms: Option<f64>,
     /// Fetches measured so far.
     samples: u32,
+    /// Throughput assumed before measurements, in bytes per ms.
+    prior_bytes_per_ms: f64,
+    /// How much longer than estimated fetches took lately (≥ 1): rises at once with a late
+    /// fetch, and decays a tenth of the way back per fetch on time. Catches what the averages
+    /// miss, like a downlink shared with peer transfers.
+    correction: f64,
 }
 
 /// Until this many fetches were measured, the estimate is never below the prior.
@@ -32,34 +38,42 @@ const TRUSTED_SAMPLES: u32 = 3;
 
 /// Assumed before the first fetch: 300 ms to first byte.
 const PRIOR_TTFB_MS: f64 = 300.0;
-/// Assumed before the first fetch: 500 kB/s (4 Mbit/s).
-const PRIOR_BYTES_PER_MS: f64 = 500.0;
-/// Assumed size of a segment of unknown length, in bytes (2 s at 4 Mbit/s).
-pub(crate) const PRIOR_SEGMENT_BYTES: u64 = 1_000_000;
+
 /// Longest an estimate may claim a fetch takes, in ms (a broken measurement must not make
 /// every segment urgent forever).
 const MAX_FETCH_MS: f64 = 20_000.0;
 
-impl Default for HttpEstimate {
-    fn default() -> Self {
-        Self { ttfb_ms: None, ttfb_dev_ms: 0.0, bytes_per_ms: None, samples: 0 }
-    }
-}
-
 impl HttpEstimate {
+    /// An estimate that assumes `prior_bytes_per_s` until it has measured fetches.
+    pub(crate) fn new(prior_bytes_per_s: u64) -> Self {
+        let prior_bytes_per_ms = (prior_bytes_per_s as f64 / 1_000.0).max(0.001);
+        Self {
+            ttfb_ms: None,
+            ttfb_dev_ms: 0.0,
+            bytes_per_ms: None,
+            samples: 0,
+            prior_bytes_per_ms,
+            correction: 1.0,
+        }
+    }
+
     /// Records a finished fetch: requested at `started`, first byte at `first_byte`, last byte
-    /// at `done` (engine ms), `bytes` long.
-    pub(crate) fn record(&mut self, started: Millis, first_byte: Millis, done: Millis, bytes: u64) {
+    /// at `done` (engine ms), `bytes` long, estimated to take `predicted_ms`.
+    pub(crate) fn record(&mut self, started: Millis, first_byte: Millis, done: Millis, bytes: u64, predicted_ms: u64) {
+        let took = done.saturating_sub(started) as f64;
+        let ratio = (took / predicted_ms.max(1) as f64).clamp(1.0, 10.0);
+        self.correction = (self.correction + 0.1 * (1.0 - self.correction)).max(ratio);
         let ttfb = first_byte.saturating_sub(started) as f64;
         self.samples = self.samples.saturating_add(1);
         if let Some(avg) = self.ttfb_ms {
             self.ttfb_dev_ms = ewma(Some(self.ttfb_dev_ms), (ttfb - avg).abs());
         }
         self.ttfb_ms = Some(ewma(self.ttfb_ms, ttfb));
-        // Below 64 kB the body time is mostly noise; keep the throughput estimate.
-        if bytes >= 64 * 1024 {
-            let body_ms = done.saturating_sub(first_byte).max(1) as f64;
-            self.bytes_per_ms = Some(ewma(self.bytes_per_ms, bytes as f64 / body_ms));
+        // A body that took under 20 ms says little about throughput; keep the estimate.
+        let body_ms = done.saturating_sub(first_byte) as f64;
+        if body_ms >= 20.0 && bytes > 0 {
+            let rate = bytes as f64 / body_ms;
+            self.bytes_per_ms = Some(ewma(self.bytes_per_ms, rate));
         }
     }
 
@@ -68,11 +82,11 @@ impl HttpEstimate {
     /// measured throughput with a quarter more for a downlink shared with peer transfers.
     pub(crate) fn time_ms(&self, bytes: u64) -> u64 {
         let ttfb = self.ttfb_ms.unwrap_or(PRIOR_TTFB_MS) + 2.0 * self.ttfb_dev_ms;
-        let rate = self.bytes_per_ms.unwrap_or(PRIOR_BYTES_PER_MS).max(0.001);
-        let mut ms = ttfb + 1.25 * bytes as f64 / rate;
+        let rate = self.bytes_per_ms.unwrap_or(self.prior_bytes_per_ms).max(0.001);
+        let mut ms = (ttfb + 1.25 * bytes as f64 / rate) * self.correction;
         if self.samples < TRUSTED_SAMPLES {
             // A first fetch or two say little (a lucky fast one must not make us bold).
-            ms = ms.max(PRIOR_TTFB_MS + 1.25 * bytes as f64 / PRIOR_BYTES_PER_MS);
+            ms = ms.max(PRIOR_TTFB_MS + 1.25 * bytes as f64 / self.prior_bytes_per_ms);
         }
         // Saturating float-to-int cast of a value bounded just above.
         ms.min(MAX_FETCH_MS) as u64
@@ -80,13 +94,20 @@ impl HttpEstimate {
 }
 
 /// The stream's byte rate, to guess the size of a segment not seen yet.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(crate) struct SizeEstimate {
     /// Segment bytes per ms of media (moving average over complete segments).
     bytes_per_media_ms: Option<f64>,
+    /// Assumed before the first complete segment, in bytes per ms of media.
+    prior_bytes_per_media_ms: f64,
 }
 
 impl SizeEstimate {
+    /// An estimate that assumes a stream of `prior_bytes_per_s` until it has seen segments.
+    pub(crate) fn new(prior_bytes_per_s: u64) -> Self {
+        Self { bytes_per_media_ms: None, prior_bytes_per_media_ms: prior_bytes_per_s as f64 / 1_000.0 }
+    }
+
     /// Records a complete segment of `bytes` bytes playing for `duration_ms`.
     pub(crate) fn record(&mut self, bytes: u64, duration_ms: u64) {
         if duration_ms > 0 {
@@ -97,7 +118,7 @@ impl SizeEstimate {
     /// Expected size of a segment playing for `duration_ms`, in bytes.
     pub(crate) fn guess(&self, duration_ms: u64) -> u64 {
         // Saturating float-to-int cast.
-        self.bytes_per_media_ms.map_or(PRIOR_SEGMENT_BYTES, |r| (r * duration_ms as f64) as u64)
+        (self.bytes_per_media_ms.unwrap_or(self.prior_bytes_per_media_ms) * duration_ms as f64) as u64
     }
 }
 
@@ -170,16 +191,28 @@ mod tests {
 
     #[test]
     fn http_time_uses_priors_then_measurements() {
-        let mut h = HttpEstimate::default();
+        let mut h = HttpEstimate::new(500_000);
         assert_eq!(h.time_ms(400_000), 300 + 1_000, "a quarter more than 800 ms at 500 kB/s");
-        h.record(0, 100, 600, 1_000_000);
+        h.record(0, 100, 600, 1_000_000, 10_000);
         assert_eq!(h.time_ms(800_000), 300 + 2_000, "one fetch is not trusted yet");
-        h.record(0, 100, 600, 1_000_000);
-        h.record(0, 100, 600, 1_000_000);
+        h.record(0, 100, 600, 1_000_000, 10_000);
+        h.record(0, 100, 600, 1_000_000, 10_000);
         assert_eq!(h.time_ms(800_000), 100 + 500);
-        h.record(0, 200, 300, 1_000);
+        h.record(0, 200, 210, 1_000, 10_000);
         // ttfb 100 + 0.3 × 100 = 130, deviation 0.3 × 100 = 30 → 130 + 2 × 30.
-        assert_eq!(h.time_ms(0), 190, "small fetches update the time to first byte only");
+        assert_eq!(h.time_ms(0), 190, "quick bodies update the time to first byte only");
+    }
+
+    #[test]
+    fn a_fetch_slower_than_estimated_makes_the_next_estimates_careful() {
+        let mut h = HttpEstimate::new(500_000);
+        for _ in 0..3 {
+            h.record(0, 100, 600, 1_000_000, 10_000);
+        }
+        assert_eq!(h.time_ms(800_000), 600);
+        h.record(0, 100, 1_200, 1_000_000, 600);
+        // Throughput 2 000 → 1 673 bytes/ms; twice as careful after a fetch twice as slow.
+        assert_eq!(h.time_ms(800_000), 1_395);
     }
 
     #[test]

@@ -35,52 +35,60 @@
 //!
 //! # Decision rules, and why
 //!
-//! The engine's job is to get every segment the player asks for before the player needs it,
-//! taking as many bytes as possible from peers and as few as possible from the CDN.
+//! The engine's job is to get every segment the player needs before the player needs it,
+//! taking as many bytes as possible from peers and as few as possible from the CDN, at the
+//! latency the player chose (hls.js `liveSyncDurationCount` 3: a new segment appears about two
+//! segment durations before it plays). `docs/engine.md` has the design notes and measurements.
 //!
-//! **Peers.** Candidates from the tracker are dialled up to `max_peers`; the tracker is asked
-//! again every `peer_request_interval_ms` while there is room. On an open channel we send our
-//! `Have` (complete segments, plus the ones we are fetching from the CDN right now), and we
-//! broadcast it again whenever it changes, at most once per input, so all changes caused by
-//! one event travel as one message. Peers are per content; segment ids carry the rendition, so
-//! one connection serves every rendition.
+//! **Deadlines, not windows.** Every needed segment has a deadline: when the playhead reaches
+//! it (extrapolated from the last playback report) minus `deadline_margin_ms`. It is *due* at
+//! the CDN when the deadline minus the measured time an HTTP fetch of its missing bytes takes
+//! has come (`estimate.rs`: time to first byte plus twice its deviation, the body at the measured
+//! throughput, times a correction that rises at once when a fetch took longer than estimated).
+//! Until then it comes from peers; at that moment it goes to the CDN, resuming from the bytes
+//! held (`Range`). A peer transfer whose measured speed would end after the deadline while the
+//! CDN could still make it is given up early; one that sends nothing for `p2p_idle_timeout_ms`
+//! is retried later. Before playback starts nothing has a deadline and startup time is what the
+//! viewer sees: a requested segment comes from a peer only if one holds it whole, else from
+//! the CDN at once.
 //!
-//! **Seeding: one CDN fetch per segment, agreed without talking.** When a new segment appears in
-//! the playlist of the rendition being played, every peer ranks itself among the connected peers
-//! of that rendition by a fixed hash of (peerId, segment). Peers with the same neighbourhood
-//! compute the same order without a message, and the hash spreads the CDN load evenly over
-//! segments. The top-ranked peer fetches the segment at once, before its player asks
-//! (prefetch), and announces it as `fetching`. The others wait for a `Have`: someone fetching
-//! is as good as someone holding it. If nobody announces it, a peer of rank `r` fetches it itself
-//! after one playlist reload period plus `r × seed_grace_ms`: the reload period covers a seeder
-//! that loads its playlist up to that much later than we do, and the rank-proportional grace
-//! makes the next in line take over from a seeder that has gone, one at a time. Segments that
-//! were already published when we arrived are not seeded; peers hold them already.
+//! **Seeding: about one CDN fetch per segment, by a peer that can pass it on.** A new segment of
+//! the played rendition (newer than our first playlist) is fetched ahead of the player. If a
+//! connected peer announced it (held, or being received), it is requested from that peer. If
+//! nobody did, a peer of seeding rank `r` fetches it from the CDN `r × seed_grace_ms` after it
+//! first saw it. The rank orders the connected peers of the rendition by a fixed hash of
+//! (peerId, segment), so neighbours agree on it without a message and the load spreads over
+//! segments; peers whose measured uplink cannot carry two copies per segment duration rank
+//! last, and a peer that announces nothing (no upload, or an uplink slower than the stream)
+//! waits one more segment duration. Whoever fetches announces it at once, so the others wait
+//! for it instead of fetching it too.
 //!
-//! **Deadlines: playback never waits for the swarm.** A segment the player asked for is due at
-//! `now + (segment start − playhead) / rate − deadline_margin_ms`. Until then, the engine prefers
-//! a peer that holds it complete, then waits for one that fetches it. At the deadline, or at once
-//! if nobody holds it, fetches it, or will seed it, it goes to the CDN. Before playback starts
-//! (no report yet, or rate 0) there is no deadline and startup time is what the viewer sees, so
-//! a request is served from a peer only if one holds it complete, else from the CDN at once.
+//! **Chunk relay.** Announcements (`Have`) list complete segments and segments being received;
+//! a peer that receives a segment relays it: a request is answered with the bytes held, and
+//! every byte that arrives later is passed on at once (`upload.rs`), so a segment crosses the
+//! swarm as a pipeline. `HaveChunk` says bytes are flowing; requesters prefer such relays, and a
+//! relay without bytes yet answers `Absent` so the requester asks again shortly instead of
+//! waiting on a stuck chain. Peers also learn of new segments from each other's announcements
+//! (up to `prefetch_ahead_segments` past their own playlist) and fetch them from those peers
+//! before their own playlist lists them.
 //!
-//! **Transfers resume.** Both the CDN and peers send a segment in order, so the bytes held are
-//! always a prefix. A peer download is given up when the peer answers `Absent`, closes, or sends
-//! nothing for `p2p_idle_timeout_ms`; the next source (another holder, chosen at random with the
-//! seeded RNG, or the CDN with a `Range` request) resumes from the received offset.
+//! **Upload gating.** The shell reports the uplink's measured speed and backlog. A request is
+//! served only if the uplink, after what it already owes, delivers it before the requester's
+//! deadline (carried in the request) and within `upload_budget_pct` of a segment duration when
+//! busy; requesters that do not relay (they announce nothing or proved slow) are served when
+//! the uplink is idle or their deadline is near. A refused requester asks again 250 ms later or
+//! another peer, so a segment spreads as a tree instead of starving its seeder. A peer whose
+//! uplink is slower than the stream announces nothing and serves nobody.
 //!
-//! **Integrity.** A peer whose announced size disagrees with the playlist's byte length (or with
-//! an earlier source's) has a different segment: its bytes are dropped, the segment is
-//! refetched from the CDN from byte 0, and the peer is disconnected.
-//!
-//! **Upload.** A `Request` for a complete segment is answered at once with the rest of the
-//! segment in chunks of at most `max_message_bytes` (the shell paces sending with the data
-//! channel's buffered amount); anything else gets `Absent`. A peer that does not upload
-//! announces nothing and ranks itself last, so nobody waits for it.
+//! **Integrity.** Without digests, CDN bytes are trusted and a peer whose announced size
+//! disagrees with the playlist's or an earlier source's is banned and the segment refetched.
+//! With the origin's digests ([`Engine::handle_digests`]), a segment holding any peer byte is
+//! checked with SHA-256 when complete: a mismatch drops it, refetches it from the CDN and bans
+//! every peer that contributed; peer bytes are relayed only once checked.
 //!
 //! **Bounded memory.** Segments that left the live window more than `keep_behind_window`
-//! segments ago are forgotten (lagging peers may still want them), and at most
-//! `max_stored_segments` are kept in all. Peer messages are size-checked by
+//! segments ago are forgotten, at most `max_stored_segments` are kept, every per-peer and
+//! per-segment list is capped, and peer messages are size-checked by
 //! [`protocol::peer::Message::decode`]; a peer that sends garbage is disconnected.
 //!
 //! **Determinism.** No clock, no OS randomness (the RNG is seeded with `Config::seed` and the

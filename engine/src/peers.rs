@@ -40,11 +40,23 @@ pub(crate) struct Peer {
     served: BTreeMap<SegmentId, u8>,
     /// How fast it sent us segment bytes, in bytes per ms (moving average); `None` untried.
     pub(crate) rate: Option<f64>,
+    /// Bytes it holds of segments it is receiving, from its `HaveChunk`s.
+    progress: BTreeMap<SegmentId, u64>,
 }
+
+/// Most segments whose progress is remembered per peer.
+const MAX_PROGRESS: usize = 64;
 
 impl Peer {
     fn new(link: Link) -> Self {
-        Self { link, have: BTreeSet::new(), fetching: BTreeSet::new(), served: BTreeMap::new(), rate: None }
+        Self {
+            link,
+            have: BTreeSet::new(),
+            fetching: BTreeSet::new(),
+            served: BTreeMap::new(),
+            rate: None,
+            progress: BTreeMap::new(),
+        }
     }
 
     fn connected(&self) -> bool {
@@ -196,7 +208,24 @@ impl Peers {
         if let Some(p) = self.peers.get_mut(peer) {
             p.have = have.into_iter().collect();
             p.fetching = fetching.into_iter().collect();
+            let fetching = &p.fetching;
+            p.progress.retain(|id, _| fetching.contains(id));
         }
+    }
+
+    /// `peer` holds `len` bytes of `id`, which it is receiving.
+    pub(crate) fn set_progress(&mut self, peer: &PeerId, id: SegmentId, len: u64) {
+        if let Some(p) = self.peers.get_mut(peer)
+            && (p.progress.len() < MAX_PROGRESS || p.progress.contains_key(&id))
+        {
+            p.fetching.insert(id);
+            p.progress.insert(id, len);
+        }
+    }
+
+    /// Bytes `peer` said it holds of `id` while receiving it (0 if it did not say).
+    pub(crate) fn progress(&self, peer: &PeerId, id: SegmentId) -> u64 {
+        self.peers.get(peer).and_then(|p| p.progress.get(&id).copied()).unwrap_or(0)
     }
 
     /// Whether `peer` announced `id`, complete or being received.

@@ -98,7 +98,7 @@ impl Engine {
         if seg.listed
             && let Some(since) = seg.seed_since
         {
-            let turn = self.seed_turn(id, since);
+            let turn = self.seed_turn(id, seg, since);
             if now >= turn {
                 return Plan::Http;
             }
@@ -163,9 +163,15 @@ impl Engine {
     /// When this peer's turn comes to fetch a new live segment from the CDN, if nobody has
     /// announced it by then: at once for the top-ranked peer, `seed_grace_ms` later per rank
     /// for the others, so that the next in line takes over from a seeder that is missing.
-    fn seed_turn(&self, id: SegmentId, since: Millis) -> Millis {
+    /// A peer that announces nothing (it does not upload, or its uplink is slower than the
+    /// stream) cannot tell the others it fetches: it waits one more segment duration (every
+    /// playlist reload of the others has seen the segment by then), so that it seeds only if
+    /// nobody else does.
+    fn seed_turn(&self, id: SegmentId, seg: &Segment, since: Millis) -> Millis {
         let rank = u64::from(self.seed_rank(id));
-        since.saturating_add(self.config.seed_grace_ms.saturating_mul(rank))
+        let silent = !self.config.upload_allowed || self.uplink_below(1);
+        let wait = if silent { seg.info.duration_ms } else { 0 };
+        since.saturating_add(wait).saturating_add(self.config.seed_grace_ms.saturating_mul(rank))
     }
 
     /// Our seeding rank for `id` among the connected peers of its rendition. A peer that does not
@@ -185,7 +191,14 @@ impl Engine {
         let mut exclude = seg.failed_peers.clone();
         exclude.extend(seg.uploads.iter().map(|u| u.peer.clone()));
         exclude.extend(seg.busy.iter().filter(|(_, at)| **at > now).map(|(p, _)| p.clone()));
-        if complete { self.peers.holders(id, &exclude) } else { self.peers.receivers(id, &exclude) }
+        if complete {
+            return self.peers.holders(id, &exclude);
+        }
+        // Receivers that said bytes arrive (and hold more than we do) go first.
+        let receivers = self.peers.receivers(id, &exclude);
+        let held = seg.data.len() as u64;
+        let ahead: Vec<&PeerId> = receivers.iter().copied().filter(|p| self.peers.progress(p, id) > held).collect();
+        if ahead.is_empty() { receivers } else { ahead }
     }
 
     /// Gives up on a peer download that stalls, or that would miss the deadline when the CDN
@@ -236,10 +249,13 @@ impl Engine {
 
     /// Starts (or resumes, from the bytes held) the CDN fetch of `id`.
     pub(crate) fn start_http(&mut self, now: Millis, id: SegmentId) {
+        let Some(seg) = self.store.get(id) else { return };
+        let predicted = self.http.time_ms(self.size_of(seg).saturating_sub(seg.data.len() as u64));
         let Some(seg) = self.store.get_mut(id) else { return };
         if !seg.listed {
             return;
         }
+        seg.http_predicted_ms = predicted;
         seg.fetch = Fetch::Http;
         let range_start = seg.data.len() as u64;
         seg.fetch_started = (now, range_start);
@@ -281,6 +297,12 @@ impl Engine {
             seg.fetch_started = (now, offset);
             seg.first_byte = None;
         }
-        self.send(&peer, &Message::Request { id, request_id, offset });
+        // Our deadline travels along, so the peer can refuse what it cannot deliver in time.
+        let deadline_ms = self
+            .store
+            .get(id)
+            .and_then(|seg| self.deadline(seg))
+            .map(|d| u32::try_from(d.saturating_sub(now).max(1)).unwrap_or(u32::MAX));
+        self.send(&peer, &Message::Request { id, request_id, offset, end: None, deadline_ms });
     }
 }

@@ -34,6 +34,8 @@ pub(crate) struct Upload {
     pub(crate) request_id: u32,
     /// First byte not sent yet.
     pub(crate) next: u64,
+    /// End of the range asked for (exclusive); `None` for the whole rest.
+    pub(crate) end: Option<u64>,
 }
 
 /// One segment: the bytes received so far (always a prefix, since both the CDN and peers send
@@ -68,6 +70,8 @@ pub(crate) struct Segment {
     pub(crate) restarted: bool,
     /// When the fetch under way started (engine ms) and from which byte.
     pub(crate) fetch_started: (Millis, u64),
+    /// How long the CDN fetch under way was estimated to take, in ms.
+    pub(crate) http_predicted_ms: u64,
     /// When the fetch under way delivered its first byte (engine ms).
     pub(crate) first_byte: Option<Millis>,
     /// Peers whose bytes are in `data` (to ban them if the digest does not match).
@@ -99,6 +103,7 @@ impl Segment {
             http_failures: 0,
             restarted: false,
             fetch_started: (0, 0),
+            http_predicted_ms: 0,
             first_byte: None,
             contributors: BTreeSet::new(),
             from_peers: false,

@@ -23,6 +23,7 @@ impl Engine {
         if seg.fetch != Fetch::Http {
             return;
         }
+        let first = seg.first_byte.is_none();
         seg.first_byte.get_or_insert(now);
         let held = seg.data.len() as u64;
         // A gap is left alone here; `HttpDone` then finds the length wrong.
@@ -37,6 +38,9 @@ impl Engine {
         }
         seg.data.extend_from_slice(fresh);
         self.stats.http_bytes += fresh.len() as u64;
+        if first {
+            self.announce_progress(id, None);
+        }
         self.relay(now, id);
     }
 
@@ -48,7 +52,7 @@ impl Engine {
         seg.fetch = Fetch::Idle;
         let (started, from) = seg.fetch_started;
         if let Some(first) = seg.first_byte {
-            self.http.record(started, first, now, (seg.data.len() as u64).saturating_sub(from));
+            self.http.record(started, first, now, (seg.data.len() as u64).saturating_sub(from), seg.http_predicted_ms);
         }
         if seg.data.len() as u64 == total_len && seg.info.byte_len.is_none_or(|len| len == total_len) {
             seg.total_len = Some(total_len);
@@ -134,6 +138,7 @@ impl Engine {
             self.send(peer, &Message::Cancel { id, request_id });
             return;
         }
+        let first = seg.first_byte.is_none() && !data.is_empty();
         seg.first_byte.get_or_insert(now);
         seg.data.extend_from_slice(&data);
         seg.total_len = Some(total_len);
@@ -152,8 +157,27 @@ impl Engine {
             self.check_complete(now, id);
         } else if let Fetch::Peer { last_chunk, .. } = &mut seg.fetch {
             *last_chunk = now;
+            if first {
+                self.announce_progress(id, Some(peer));
+            }
         }
         self.relay(now, id);
+    }
+
+    /// Tells every peer (but `source`) that bytes of `id` are arriving, so they may ask us for
+    /// them (we relay) rather than a peer still waiting for its own source. Only when the bytes
+    /// are relayable at once (no digest to wait for, or from the CDN) and we upload.
+    fn announce_progress(&mut self, id: SegmentId, source: Option<&PeerId>) {
+        let Some(seg) = self.store.get(id) else { return };
+        let relayable = seg.digest.is_none() || !seg.from_peers;
+        if !relayable || !self.config.upload_allowed || self.uplink_below(1) {
+            return;
+        }
+        let message = Message::HaveChunk { id, len: seg.data.len() as u64 };
+        let peers: Vec<PeerId> = self.peers.connected().filter(|p| Some(*p) != source).cloned().collect();
+        for peer in peers {
+            self.send(&peer, &message);
+        }
     }
 
     /// `peer` turned our request down. If it still announces the segment, its uplink is busy:

@@ -22,6 +22,17 @@ const IDLE_MS: u64 = 50;
 /// Most requests answered as bytes arrive, per segment.
 const MAX_RELAYS_PER_SEGMENT: usize = 16;
 
+/// What a request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Want {
+    /// First byte.
+    pub(crate) offset: u64,
+    /// End of the range (exclusive); `None` for the rest of the segment.
+    pub(crate) end: Option<u64>,
+    /// Time the requester has left, in ms, if it said.
+    pub(crate) deadline_ms: Option<u32>,
+}
+
 /// Data bytes per chunk so that a chunk message is at most `max_message_bytes` long.
 pub(crate) fn chunk_data_len(max_message_bytes: usize) -> usize {
     max_message_bytes.clamp(MIN_MESSAGE_BYTES, MAX_MESSAGE_BYTES) - MAX_CHUNK_HEADER_BYTES
@@ -36,7 +47,8 @@ fn relayable(seg: &Segment) -> bool {
 
 impl Engine {
     /// Answers `peer`'s request for `id` from byte `offset` on.
-    pub(crate) fn serve(&mut self, now: Millis, peer: &PeerId, id: SegmentId, request_id: u32, offset: u64) {
+    pub(crate) fn serve(&mut self, now: Millis, peer: &PeerId, id: SegmentId, request_id: u32, want: Want) {
+        let Want { offset, end, deadline_ms } = want;
         let decision = self.store.get(id).map(|seg| {
             let len = seg.data.len() as u64;
             let size = self.size_of(seg);
@@ -45,7 +57,8 @@ impl Engine {
             } else {
                 seg.relaying() && seg.uploads.len() < MAX_RELAYS_PER_SEGMENT && offset <= size
             };
-            (servable, size.saturating_sub(offset), seg.info.duration_ms)
+            let bytes = end.unwrap_or(size).min(size).saturating_sub(offset);
+            (servable, bytes, seg.info.duration_ms)
         });
         let Some((true, bytes, duration_ms)) = decision else {
             self.send(peer, &Message::Absent { id, request_id });
@@ -60,14 +73,18 @@ impl Engine {
         let owed = self.owed_upload_bytes();
         let budget = duration_ms.saturating_mul(u64::from(self.config.upload_budget_pct)) / 100;
         // A requester that announces nothing (it does not upload, or its uplink is slower than
-        // the stream) or proved a slow uploader is a leaf of the tree: served only when our
-        // uplink is idle, so that peers that can pass the segment on get it first.
+        // the stream) or proved a slow uploader is a leaf of the tree: served while our uplink
+        // is idle, else only once its deadline is near, so that peers that can pass the
+        // segment on get it first.
         let play_rate = bytes as f64 / duration_ms.max(1) as f64;
         let silent = !self.peers.in_rendition(id.rendition).any(|p| p == peer);
         let leaf = silent || self.peers.rate(peer).is_some_and(|r| r < 1.5 * play_rate);
-        let budget = if leaf { 0 } else { budget };
+        let urgent = deadline_ms.is_some_and(|d| u64::from(d) < duration_ms);
+        let budget = if leaf && !urgent { 0 } else { budget };
+        // With the requester's deadline, never promise what would arrive after it.
+        let limit = deadline_ms.map_or(duration_ms, |d| u64::from(d) * 4 / 5);
         let late = match (self.uplink.delay_ms(now, owed), self.uplink.delay_ms(now, owed.saturating_add(bytes))) {
-            (Some(before), Some(after)) => after > duration_ms || (before > IDLE_MS && after > budget),
+            (Some(before), Some(after)) => after > limit || (before > IDLE_MS && after > budget),
             _ => false,
         };
         if !self.config.upload_allowed || late || !self.peers.may_serve(peer, id) {
@@ -76,7 +93,7 @@ impl Engine {
         }
         if let Some(seg) = self.store.get_mut(id) {
             seg.uploads.retain(|u| &u.peer != peer);
-            seg.uploads.push(Upload { peer: peer.clone(), request_id, next: offset });
+            seg.uploads.push(Upload { peer: peer.clone(), request_id, next: offset, end });
         }
         self.relay(now, id);
     }
@@ -85,7 +102,7 @@ impl Engine {
     fn owed_upload_bytes(&self) -> u64 {
         let owed = |seg: &Segment| {
             let size = self.size_of(seg);
-            seg.uploads.iter().map(|u| size.saturating_sub(u.next)).sum::<u64>()
+            seg.uploads.iter().map(|u| u.end.unwrap_or(size).min(size).saturating_sub(u.next)).sum::<u64>()
         };
         self.store.iter().map(|(_, seg)| owed(seg)).sum()
     }
@@ -104,6 +121,7 @@ impl Engine {
         let mut sent = 0u64;
         let complete = seg.ready();
         for up in &mut seg.uploads {
+            let stop = up.end.unwrap_or(u64::MAX).min(held);
             if up.next > held {
                 if complete {
                     // Asked for bytes past the end: nothing to send.
@@ -115,11 +133,11 @@ impl Engine {
             }
             // An empty rest of a complete segment still gets one (empty) chunk, so the requester
             // learns it is complete.
-            if up.next == held && !complete {
+            if up.next >= stop && !(complete && up.next == held) {
                 continue;
             }
-            // `up.next < held` or `== held`, both within `data`, so the cast is exact.
-            let rest = &seg.data[up.next as usize..];
+            // `up.next <= stop <= held`, within `data`, so the casts are exact.
+            let rest = &seg.data[up.next as usize..stop.max(up.next) as usize];
             let mut pieces: Vec<&[u8]> = rest.chunks(step).collect();
             if pieces.is_empty() {
                 pieces.push(&[]);
@@ -130,7 +148,7 @@ impl Engine {
                 up.next += piece.len() as u64;
                 sent += piece.len() as u64;
             }
-            if complete {
+            if complete || up.end.is_some_and(|e| up.next >= e) {
                 // Marks it done below.
                 up.next = u64::MAX;
             }

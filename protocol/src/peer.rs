@@ -10,10 +10,11 @@
 //! ```text
 //! message   = version:u8 (= PEER_PROTOCOL_VERSION) type:u8 fields
 //! type 1 Have     = segment_set segment_set                                 (complete, then receiving)
-//! type 2 Request  = segment_id request_id:varint offset:varint
+//! type 2 Request  = segment_id request_id:varint offset:varint end:varint deadline_ms:varint   (0 = none)
 //! type 3 Chunk    = segment_id request_id:varint offset:varint total_len:varint len:varint data:u8*len
 //! type 4 Absent   = segment_id request_id:varint
 //! type 5 Cancel   = segment_id request_id:varint
+//! type 6 HaveChunk = segment_id len:varint
 //! segment_id = rendition:varint msn:varint
 //! segment_set = groups:varint group*groups
 //! group      = rendition:varint base:varint span:varint bitmap:u8*ceil(span/8)
@@ -39,7 +40,8 @@
 use crate::SegmentId;
 
 /// Version byte that starts every message. A peer drops a connection whose messages carry another.
-/// Version 2: `Have` as bitfields; a peer announcing a segment it is receiving relays its chunks.
+/// Version 2: `Have` as bitfields; a peer announcing a segment it is receiving relays its chunks;
+/// requests carry a byte range and the requester's deadline; `HaveChunk` announces progress.
 pub const PEER_PROTOCOL_VERSION: u8 = 2;
 
 /// Largest message either side sends or accepts, in bytes (a data channel message).
@@ -69,6 +71,7 @@ mod kind {
     pub(super) const CHUNK: u8 = 3;
     pub(super) const ABSENT: u8 = 4;
     pub(super) const CANCEL: u8 = 5;
+    pub(super) const HAVE_CHUNK: u8 = 6;
 }
 
 /// A message on the data channel between two peers.
@@ -85,7 +88,8 @@ pub enum Message {
         /// relays the rest as they arrive; others need not fetch them from the CDN too.
         fetching: Vec<SegmentId>,
     },
-    /// Ask for segment `id` from byte `offset` on; answered by [`Message::Chunk`]s or [`Message::Absent`].
+    /// Ask for bytes `offset..end` of segment `id`; answered by [`Message::Chunk`]s or
+    /// [`Message::Absent`].
     Request {
         /// The segment.
         id: SegmentId,
@@ -93,6 +97,12 @@ pub enum Message {
         request_id: u32,
         /// First byte wanted (non-zero to resume a partial download), in bytes.
         offset: u64,
+        /// End of the range wanted (exclusive), in bytes; `None` for the rest of the segment.
+        /// When present it is above `offset`.
+        end: Option<u64>,
+        /// Time left until the requester needs the range, in ms from when it sent the request;
+        /// `None` when it has no deadline. A peer that cannot deliver by then answers `Absent`.
+        deadline_ms: Option<u32>,
     },
     /// Bytes `offset..offset + data.len()` of segment `id`, whose full size is `total_len` bytes.
     Chunk {
@@ -120,6 +130,13 @@ pub enum Message {
         id: SegmentId,
         /// The request to drop.
         request_id: u32,
+    },
+    /// The sender holds bytes `0..len` of segment `id`, which it is still receiving (and relays).
+    HaveChunk {
+        /// The segment.
+        id: SegmentId,
+        /// Bytes held, at most [`MAX_SEGMENT_BYTES`].
+        len: u64,
     },
 }
 
@@ -161,6 +178,9 @@ pub enum PeerMessageError {
     /// A segment size or offset is above [`MAX_SEGMENT_BYTES`] (the offending size or offset, in bytes).
     #[error("segment size or offset {0} exceeds {MAX_SEGMENT_BYTES}")]
     SegmentTooLarge(u64),
+    /// A request's range is empty (`end` not above `offset`), or its deadline is zero.
+    #[error("empty request range or zero deadline")]
+    EmptyRange,
     /// A chunk's bytes reach past the segment's announced `total_len`.
     #[error("chunk reaches past the end of its segment")]
     ChunkOutOfBounds,
@@ -184,14 +204,21 @@ impl Message {
         match self {
             Self::Have { segments, fetching } => {
                 out.push(kind::HAVE);
-                put_segment_set(&mut out, segments);
-                put_segment_set(&mut out, fetching);
+                set::put_segment_set(&mut out, segments);
+                set::put_segment_set(&mut out, fetching);
             }
-            Self::Request { id, request_id, offset } => {
+            Self::Request { id, request_id, offset, end, deadline_ms } => {
                 out.push(kind::REQUEST);
                 put_segment_id(&mut out, *id);
                 put_varint(&mut out, u64::from(*request_id));
                 put_varint(&mut out, *offset);
+                put_varint(&mut out, end.unwrap_or(0));
+                put_varint(&mut out, u64::from(deadline_ms.unwrap_or(0)));
+            }
+            Self::HaveChunk { id, len } => {
+                out.push(kind::HAVE_CHUNK);
+                put_segment_id(&mut out, *id);
+                put_varint(&mut out, *len);
             }
             Self::Chunk { id, request_id, offset, total_len, data } => {
                 out.push(kind::CHUNK);
@@ -231,8 +258,11 @@ impl Message {
                 let id = r.segment_id()?;
                 let request_id = r.u32()?;
                 let offset = r.varint()?;
-                Self::Request { id, request_id, offset }
+                let end = Some(r.varint()?).filter(|&e| e != 0);
+                let deadline_ms = Some(r.u32()?).filter(|&d| d != 0);
+                Self::Request { id, request_id, offset, end, deadline_ms }
             }
+            kind::HAVE_CHUNK => Self::HaveChunk { id: r.segment_id()?, len: r.varint()? },
             kind::CHUNK => {
                 let id = r.segment_id()?;
                 let request_id = r.u32()?;
@@ -267,9 +297,26 @@ impl Message {
                     }
                 }
             }
-            Self::Request { offset, .. } => {
+            Self::Request { offset, end, deadline_ms, .. } => {
                 if *offset > MAX_SEGMENT_BYTES {
                     return Err(PeerMessageError::SegmentTooLarge(*offset));
+                }
+                if let Some(end) = end {
+                    if *end > MAX_SEGMENT_BYTES {
+                        return Err(PeerMessageError::SegmentTooLarge(*end));
+                    }
+                    if end <= offset {
+                        return Err(PeerMessageError::EmptyRange);
+                    }
+                }
+                // `Some(0)` would encode as `None`.
+                if *deadline_ms == Some(0) {
+                    return Err(PeerMessageError::EmptyRange);
+                }
+            }
+            Self::HaveChunk { len, .. } => {
+                if *len > MAX_SEGMENT_BYTES {
+                    return Err(PeerMessageError::SegmentTooLarge(*len));
                 }
             }
             Self::Chunk { offset, total_len, data, .. } => {
@@ -290,6 +337,23 @@ impl Message {
     }
 }
 
+/// The segment and request a [`Message::Chunk`] answers, read from its header without decoding
+/// (or copying) its data; `None` for any other message or malformed bytes. For shells that
+/// manage queues of encoded messages.
+#[must_use]
+pub fn chunk_request(bytes: &[u8]) -> Option<(SegmentId, u32)> {
+    let [PEER_PROTOCOL_VERSION, kind::CHUNK, rest @ ..] = bytes else { return None };
+    let mut r = Reader { rest };
+    Some((r.segment_id().ok()?, r.u32().ok()?))
+}
+
+/// Whether `bytes` (an encoded message) carries segment data, by its type byte alone: shells
+/// send every other (control) message ahead of queued data.
+#[must_use]
+pub fn is_chunk(bytes: &[u8]) -> bool {
+    bytes.get(1) == Some(&kind::CHUNK)
+}
+
 fn put_varint(out: &mut Vec<u8>, mut value: u64) {
     while value >= 0x80 {
         // Truncation intended: the low 7 bits of the value, with the continuation bit set.
@@ -297,41 +361,6 @@ fn put_varint(out: &mut Vec<u8>, mut value: u64) {
         value >>= 7;
     }
     out.push(value as u8);
-}
-
-/// Encodes `ids` as bitfield groups (see the module documentation).
-fn put_segment_set(out: &mut Vec<u8>, ids: &[SegmentId]) {
-    let mut ids = ids.to_vec();
-    ids.sort_unstable_by_key(|id| (id.rendition, id.msn));
-    ids.dedup();
-    // Groups as (rendition, base, last) over the sorted ids.
-    let mut groups: Vec<(u32, u64, u64)> = Vec::new();
-    for id in &ids {
-        match groups.last_mut() {
-            Some((r, _, last)) if *r == id.rendition && id.msn - *last - 1 <= MAX_HAVE_GAP => *last = id.msn,
-            _ => groups.push((id.rendition, id.msn, id.msn)),
-        }
-    }
-    put_varint(out, groups.len() as u64);
-    let mut rest = ids.as_slice();
-    for (rendition, base, last) in groups {
-        let span = last - base + 1;
-        put_varint(out, u64::from(rendition));
-        put_varint(out, base);
-        put_varint(out, span);
-        // `span` is at most MAX_HAVE_SEGMENTS × (MAX_HAVE_GAP + 1) for lists within bounds;
-        // larger lists are the sender's bug and still encode.
-        let mut bitmap = vec![0u8; usize::try_from(span.div_ceil(8)).unwrap_or(usize::MAX)];
-        while let Some((first, tail)) = rest.split_first() {
-            if first.rendition != rendition || first.msn > last {
-                break;
-            }
-            let bit = first.msn - base;
-            bitmap[(bit / 8) as usize] |= 1 << (bit % 8);
-            rest = tail;
-        }
-        out.extend_from_slice(&bitmap);
-    }
 }
 
 fn put_segment_id(out: &mut Vec<u8>, id: SegmentId) {
@@ -386,271 +415,10 @@ impl<'a> Reader<'a> {
     fn segment_id(&mut self) -> Result<SegmentId, PeerMessageError> {
         Ok(SegmentId { rendition: self.u32()?, msn: self.varint()? })
     }
-
-    /// Decodes a bitfield segment set, checking that it is in canonical form and bounded.
-    fn segment_set(&mut self) -> Result<Vec<SegmentId>, PeerMessageError> {
-        let groups = self.varint()?;
-        if groups > MAX_HAVE_SEGMENTS as u64 {
-            return Err(PeerMessageError::TooManySegments(groups));
-        }
-        let mut ids: Vec<SegmentId> = Vec::new();
-        for _ in 0..groups {
-            let rendition = self.u32()?;
-            let base = self.varint()?;
-            let span = self.varint()?;
-            let last = span.checked_sub(1).and_then(|s| base.checked_add(s)).ok_or(PeerMessageError::BadBitfield)?;
-            if let Some(prev) = ids.last()
-                && (prev.rendition, prev.msn) >= (rendition, base)
-            {
-                return Err(PeerMessageError::BadBitfield);
-            }
-            if let Some(prev) = ids.last().filter(|p| p.rendition == rendition)
-                && base - prev.msn - 1 <= MAX_HAVE_GAP
-            {
-                return Err(PeerMessageError::BadBitfield);
-            }
-            // The bitmap must be in the message: bounds `span` before anything is allocated.
-            let len = span.div_ceil(8);
-            if len > self.rest.len() as u64 {
-                return Err(PeerMessageError::Truncated);
-            }
-            // `len` is at most the remaining message length, so it fits in usize.
-            let bitmap = self.take(len as usize)?;
-            let mut gap = 0u64;
-            for bit in 0..span {
-                // `bit / 8 < len`, within the bitmap.
-                if bitmap[(bit / 8) as usize] & (1 << (bit % 8)) == 0 {
-                    gap += 1;
-                    if gap > MAX_HAVE_GAP || bit == 0 || bit == span - 1 {
-                        return Err(PeerMessageError::BadBitfield);
-                    }
-                    continue;
-                }
-                gap = 0;
-                if ids.len() == MAX_HAVE_SEGMENTS {
-                    return Err(PeerMessageError::TooManySegments(MAX_HAVE_SEGMENTS as u64 + 1));
-                }
-                ids.push(SegmentId { rendition, msn: base + bit });
-            }
-            let used = span % 8;
-            if used != 0 && bitmap.last().is_some_and(|b| b >> used != 0) {
-                return Err(PeerMessageError::BadBitfield);
-            }
-            debug_assert_eq!(ids.last().map(|id| id.msn), Some(last));
-        }
-        Ok(ids)
-    }
 }
 
+#[path = "peer_set.rs"]
+mod set;
 #[cfg(test)]
-mod tests {
-    use proptest::collection::vec;
-    use proptest::prelude::*;
-
-    use super::*;
-
-    fn id() -> impl Strategy<Value = SegmentId> {
-        (any::<u32>(), any::<u64>()).prop_map(|(rendition, msn)| SegmentId { rendition, msn })
-    }
-
-    /// A set of ids as `Have` carries it: sorted by (rendition, msn), no duplicates; drawn from a
-    /// few renditions and windows so that bitfield groups form, merge and split.
-    fn id_set() -> impl Strategy<Value = Vec<SegmentId>> {
-        let near = (0u32..3, prop_oneof![0u64..40, u64::MAX - 40..=u64::MAX, any::<u64>()])
-            .prop_map(|(rendition, msn)| SegmentId { rendition, msn });
-        vec(prop_oneof![near, id()], 0..60).prop_map(|mut ids| {
-            ids.sort_unstable_by_key(|id| (id.rendition, id.msn));
-            ids.dedup();
-            ids
-        })
-    }
-
-    fn message() -> impl Strategy<Value = Message> {
-        let ids = id_set;
-        // offset + data.len() <= total_len <= MAX_SEGMENT_BYTES
-        let chunk = (id(), any::<u32>(), 0..MAX_SEGMENT_BYTES / 2, 0..MAX_SEGMENT_BYTES / 2, vec(any::<u8>(), 0..300))
-            .prop_map(|(id, request_id, offset, slack, data)| {
-                let total_len = offset + data.len() as u64 + slack;
-                Message::Chunk { id, request_id, offset, total_len, data }
-            });
-        prop_oneof![
-            (ids(), ids()).prop_map(|(segments, fetching)| Message::Have { segments, fetching }),
-            (id(), any::<u32>(), 0..=MAX_SEGMENT_BYTES).prop_map(|(id, request_id, offset)| Message::Request {
-                id,
-                request_id,
-                offset
-            }),
-            chunk,
-            (id(), any::<u32>()).prop_map(|(id, request_id)| Message::Absent { id, request_id }),
-            (id(), any::<u32>()).prop_map(|(id, request_id)| Message::Cancel { id, request_id }),
-        ]
-    }
-
-    proptest! {
-        #[test]
-        fn every_valid_message_round_trips(m in message()) {
-            let bytes = m.encode();
-            prop_assert!(bytes.len() <= MAX_MESSAGE_BYTES);
-            prop_assert_eq!(Message::decode(&bytes), Ok(m));
-        }
-
-        #[test]
-        fn every_strict_prefix_is_rejected(m in message(), cut in any::<prop::sample::Index>()) {
-            let bytes = m.encode();
-            let cut = cut.index(bytes.len());
-            prop_assert!(Message::decode(&bytes[..cut]).is_err());
-        }
-
-        #[test]
-        fn garbage_never_panics_and_what_decodes_re_encodes_identically(
-            bytes in vec(any::<u8>(), 0..200)
-        ) {
-            if let Ok(m) = Message::decode(&bytes) {
-                prop_assert_eq!(m.encode(), bytes);
-            }
-        }
-
-        #[test]
-        fn garbage_after_a_valid_header_never_panics(
-            kind in 0u8..8, tail in vec(any::<u8>(), 0..200)
-        ) {
-            let mut bytes = vec![PEER_PROTOCOL_VERSION, kind];
-            bytes.extend(tail);
-            let _ = Message::decode(&bytes);
-        }
-    }
-
-    const SEG: SegmentId = SegmentId { rendition: 2, msn: 300 };
-
-    #[test]
-    fn a_full_size_chunk_fits_in_one_message() {
-        let m = Message::Chunk {
-            id: SegmentId { rendition: u32::MAX, msn: u64::MAX },
-            request_id: u32::MAX,
-            offset: MAX_SEGMENT_BYTES - MAX_CHUNK_DATA_BYTES as u64,
-            total_len: MAX_SEGMENT_BYTES,
-            data: vec![7; MAX_CHUNK_DATA_BYTES],
-        };
-        let bytes = m.encode();
-        assert!(bytes.len() <= MAX_MESSAGE_BYTES, "{} bytes", bytes.len());
-        assert_eq!(Message::decode(&bytes), Ok(m));
-    }
-
-    #[test]
-    fn a_full_have_fits_in_one_message_and_request_has_the_documented_layout() {
-        // Worst case: every id in its own group, with the largest varints.
-        let ids: Vec<SegmentId> = (0..MAX_HAVE_SEGMENTS as u64)
-            .map(|i| SegmentId { rendition: u32::MAX, msn: u64::MAX - i * (MAX_HAVE_GAP + 1) })
-            .rev()
-            .collect();
-        let m = Message::Have { segments: ids.clone(), fetching: ids };
-        let bytes = m.encode();
-        assert!(bytes.len() <= MAX_MESSAGE_BYTES, "{} bytes", bytes.len());
-        assert_eq!(Message::decode(&bytes), Ok(m));
-        let bytes = Message::Request { id: SEG, request_id: 1, offset: 128 }.encode();
-        assert_eq!(bytes, [2, 2, 2, 0xac, 0x02, 1, 0x80, 0x01]);
-    }
-
-    #[test]
-    fn a_live_window_is_a_few_bytes_and_lists_come_back_as_sets() {
-        let window: Vec<SegmentId> = [1_000_000, 1_000_001, 1_000_003, 1_000_009, 1_000_001]
-            .into_iter()
-            .map(|msn| SegmentId { rendition: 1, msn })
-            .collect();
-        let bytes = Message::Have { segments: window.clone(), fetching: vec![] }.encode();
-        // version, type, 1 group: rendition, base (3 bytes), span, 2 bitmap bytes; 0 groups.
-        assert_eq!(bytes, [2, 1, 1, 1, 0xc0, 0x84, 0x3d, 10, 0b0000_1011, 0b10, 0]);
-        let Ok(Message::Have { segments, .. }) = Message::decode(&bytes) else { panic!() };
-        assert_eq!(segments.iter().map(|s| s.msn - 1_000_000).collect::<Vec<_>>(), vec![0, 1, 3, 9]);
-    }
-
-    #[test]
-    fn non_canonical_bitfields_are_rejected() {
-        let group = |parts: &[u8]| {
-            let mut b = vec![2, 1, 1];
-            b.extend_from_slice(parts);
-            b.push(0);
-            Message::decode(&b)
-        };
-        assert!(group(&[0, 5, 3, 0b101]).is_ok());
-        assert_eq!(group(&[0, 5, 3, 0b100]), Err(PeerMessageError::BadBitfield), "first bit clear");
-        assert_eq!(group(&[0, 5, 3, 0b011]), Err(PeerMessageError::BadBitfield), "last bit clear");
-        assert_eq!(group(&[0, 5, 3, 0b1101]), Err(PeerMessageError::BadBitfield), "stray bit");
-        assert_eq!(group(&[0, 5, 0]), Err(PeerMessageError::BadBitfield), "empty span");
-        // 17 clear bits in a row must have split the group.
-        assert_eq!(group(&[0, 5, 19, 0b1, 0, 0b100]), Err(PeerMessageError::BadBitfield));
-        // Two groups of one rendition closer than the gap must have been one.
-        let two = |second_base: u8| Message::decode(&[2, 1, 2, 0, 5, 1, 1, 0, second_base, 1, 1, 0]);
-        assert_eq!(two(10), Err(PeerMessageError::BadBitfield));
-        assert_eq!(two(5), Err(PeerMessageError::BadBitfield), "overlapping");
-        assert!(two(5 + 18).is_ok());
-        // A span that overflows the msn range.
-        let mut b = vec![2, 1, 1, 0];
-        put_varint(&mut b, u64::MAX);
-        b.extend([2, 0b11, 0]);
-        assert_eq!(Message::decode(&b), Err(PeerMessageError::BadBitfield));
-    }
-
-    #[test]
-    fn empty_oversized_wrong_version_and_unknown_type_are_rejected() {
-        assert_eq!(Message::decode(&[]), Err(PeerMessageError::Empty));
-        let big = vec![0; MAX_MESSAGE_BYTES + 1];
-        assert_eq!(Message::decode(&big), Err(PeerMessageError::TooLarge(MAX_MESSAGE_BYTES + 1)));
-        assert_eq!(Message::decode(&[9, 1, 0, 0]), Err(PeerMessageError::UnsupportedVersion(9)));
-        assert_eq!(Message::decode(&[1, 1, 0, 0]), Err(PeerMessageError::UnsupportedVersion(1)));
-        assert_eq!(Message::decode(&[2, 99]), Err(PeerMessageError::UnknownType(99)));
-        assert_eq!(Message::decode(&[2]), Err(PeerMessageError::Truncated));
-    }
-
-    #[test]
-    fn trailing_bytes_are_rejected() {
-        let mut bytes = Message::Absent { id: SEG, request_id: 3 }.encode();
-        bytes.push(0);
-        assert_eq!(Message::decode(&bytes), Err(PeerMessageError::TrailingBytes(1)));
-    }
-
-    #[test]
-    fn overlong_and_overflowing_varints_are_rejected() {
-        // rendition encoded as 0x80 0x00 (zero in two bytes)
-        assert_eq!(Message::decode(&[2, 4, 0x80, 0x00, 0, 0]), Err(PeerMessageError::NonCanonicalVarint));
-        // rendition = 2^32 does not fit a u32
-        assert_eq!(Message::decode(&[2, 4, 0x80, 0x80, 0x80, 0x80, 0x10, 0, 0]), Err(PeerMessageError::VarintOverflow));
-        // eleven continuation bytes
-        let mut bytes = vec![2, 5, 0];
-        bytes.extend([0xff; 11]);
-        assert_eq!(Message::decode(&bytes), Err(PeerMessageError::VarintOverflow));
-    }
-
-    #[test]
-    fn have_lists_are_bounded_before_allocating() {
-        let mut bytes = vec![2, 1];
-        put_varint(&mut bytes, MAX_HAVE_SEGMENTS as u64 + 1);
-        assert_eq!(Message::decode(&bytes), Err(PeerMessageError::TooManySegments(MAX_HAVE_SEGMENTS as u64 + 1)));
-        // A span whose bitmap the remaining bytes cannot hold.
-        let mut bytes = vec![2, 1, 1, 0, 0];
-        put_varint(&mut bytes, u64::MAX / 2);
-        assert_eq!(Message::decode(&bytes), Err(PeerMessageError::Truncated));
-        // More set bits than a list may hold.
-        let mut bytes = vec![2, 1, 1, 0, 0];
-        put_varint(&mut bytes, 2 * MAX_HAVE_SEGMENTS as u64);
-        bytes.extend(vec![0xff; MAX_HAVE_SEGMENTS / 4]);
-        assert_eq!(Message::decode(&bytes), Err(PeerMessageError::TooManySegments(MAX_HAVE_SEGMENTS as u64 + 1)));
-    }
-
-    #[test]
-    fn chunk_bounds_are_checked() {
-        let chunk =
-            |offset, total_len, data: Vec<u8>| Message::Chunk { id: SEG, request_id: 0, offset, total_len, data };
-        let past_end = chunk(10, 12, vec![0; 3]).encode();
-        assert_eq!(Message::decode(&past_end), Err(PeerMessageError::ChunkOutOfBounds));
-        let huge = chunk(0, MAX_SEGMENT_BYTES + 1, vec![]).encode();
-        assert_eq!(Message::decode(&huge), Err(PeerMessageError::SegmentTooLarge(MAX_SEGMENT_BYTES + 1)));
-        let overflow = chunk(u64::MAX, u64::MAX, vec![1]).encode();
-        assert!(Message::decode(&overflow).is_err());
-        let far = Message::Request { id: SEG, request_id: 0, offset: MAX_SEGMENT_BYTES + 1 }.encode();
-        assert!(matches!(Message::decode(&far), Err(PeerMessageError::SegmentTooLarge { .. })));
-        let mut too_long = vec![2, 3, 0, 0, 0, 0, 0];
-        put_varint(&mut too_long, MAX_CHUNK_DATA_BYTES as u64 + 1);
-        assert_eq!(Message::decode(&too_long), Err(PeerMessageError::ChunkTooLarge(MAX_CHUNK_DATA_BYTES as u64 + 1)));
-    }
-}
+#[path = "peer_tests.rs"]
+mod tests;

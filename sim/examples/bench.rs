@@ -4,15 +4,14 @@
 //! ```text
 //! cargo run --release -p swarmcast-sim --example bench -- \
 //!     [--peers 2,4,8,16,100,1000] [--segments 2000,6000] [--duration 600] [--seeds 3] \
-//!     [--schedulers engine,p2pml,cdn-only] [--window 6] [--csv out.csv]
+//!     [--schedulers engine,p2pml,p2pml-low,p2pml-tuned,cdn-only] [--window 6] [--csv out.csv]
 //! ```
 //! Defaults: the table above with the engine, 30 % poor uplinks and 10 %/min churn.
 #![allow(clippy::print_stdout)]
 
 use std::time::Instant;
 
-use swarmcast_sim::reference::CdnOnly;
-use swarmcast_sim::{ConfigError, Report, SimConfig, baseline, csv, run, run_with, summarize, table};
+use swarmcast_sim::{ConfigError, Report, SimConfig, csv, run, summarize, table};
 
 fn main() {
     let mut opts = Opts::default();
@@ -70,11 +69,7 @@ fn main() {
 }
 
 fn run_one(scheduler: &str, config: &SimConfig) -> Result<Report, ConfigError> {
-    match scheduler {
-        "p2pml" => baseline::run(config),
-        "cdn-only" => run_with(config, "cdn-only", |_| CdnOnly::default()),
-        _ => run(config),
-    }
+    swarmcast_sim::run_named(scheduler, config).unwrap_or_else(|| run(config))
 }
 
 struct Opts {

@@ -161,6 +161,10 @@ pub struct SimConfig {
     /// waiting in its send queue (p2p-media-loader stops such an upload; the browser agent of
     /// this project does not, so the default is off).
     pub purge_cancelled_uploads: bool,
+    /// Whether a viewer's shell sends control messages (announcements, requests, refusals)
+    /// before the segment data it still queues for the same peer, as the browser agent does
+    /// (p2p-media-loader's simple-peer channel sends in order).
+    pub control_first: bool,
     /// A connection whose send queue holds more than this is dropped by the sender's shell
     /// (the browser agent's `MAX_QUEUED_BYTES`), in real bytes.
     pub max_queued_bytes: u64,
@@ -207,7 +211,8 @@ impl Default for SimConfig {
             playback_report_ms: 1_000,
             player_retry_ms: 1_000,
             uplink_reports: true,
-            purge_cancelled_uploads: false,
+            purge_cancelled_uploads: true,
+            control_first: true,
             max_queued_bytes: 16 << 20,
             byte_scale: 64,
             engine: EngineConfig::default(),

@@ -97,10 +97,36 @@ pub fn run_with<S: Scheduler>(
     Ok(swarm.finish(name))
 }
 
-/// The engine settings used by [`run`]: `config.engine` with the run's seed and the message size
-/// scaled down by the byte scale.
+/// The schedulers [`run_named`] knows, by report name.
+pub const SCHEDULERS: [&str; 5] = ["engine", "p2pml", "p2pml-low", "p2pml-tuned", "cdn-only"];
+
+/// Runs the swarm of `config` with the scheduler called `name` (see [`SCHEDULERS`]): the
+/// engine, the p2p-media-loader baseline at its own default latency, at `config`'s latency,
+/// or tuned for it, or plain CDN; `None` for an unknown name.
+pub fn run_named(name: &str, config: &SimConfig) -> Option<Result<Report, ConfigError>> {
+    Some(match name {
+        "engine" => run(config),
+        "p2pml" => baseline::run(config),
+        "p2pml-low" => baseline::run_low_latency(config),
+        "p2pml-tuned" => baseline::run_tuned(config),
+        "cdn-only" => run_with(config, "cdn-only", |_| reference::CdnOnly::default()),
+        _ => return None,
+    })
+}
+
+/// The engine settings used by [`run`]: `config.engine` with the run's seed, and the message
+/// size and every byte rate given in real bytes scaled down by the byte scale.
 pub fn engine_config(config: &SimConfig) -> EngineConfig {
+    let scale = config.byte_scale.max(1);
     let real = config.engine.max_message_bytes as u64;
-    let scaled = usize::try_from(real / config.byte_scale.max(1)).unwrap_or(usize::MAX);
-    EngineConfig { seed: config.seed, max_message_bytes: scaled, ..config.engine.clone() }
+    let scaled = usize::try_from(real / scale).unwrap_or(usize::MAX);
+    let e = &config.engine;
+    EngineConfig {
+        seed: config.seed,
+        max_message_bytes: scaled,
+        uplink_bytes_per_s: e.uplink_bytes_per_s / scale,
+        http_prior_bytes_per_s: (e.http_prior_bytes_per_s / scale).max(1),
+        stream_prior_bytes_per_s: (e.stream_prior_bytes_per_s / scale).max(1),
+        ..e.clone()
+    }
 }

@@ -86,18 +86,19 @@ pub struct Net {
     inter_region_us: Micros,
     /// Messages dropped because their channel closed before they were sent.
     pub dropped: u64,
+    /// Whether control messages (no segment payload) pass the segment data waiting in a queue.
+    pub control_first: bool,
 }
 
 impl Net {
     /// A network with no viewer yet; crossing regions adds `inter_region_us` one way.
     pub fn new(inter_region_us: Micros) -> Self {
-        Self { nodes: Vec::new(), links: PairMap::default(), next_link: 0, inter_region_us, dropped: 0 }
+        Self { nodes: Vec::new(), links: PairMap::default(), next_link: 0, inter_region_us, dropped: 0, control_first: false }
     }
 
     /// Adds a viewer; returns its index.
     pub fn add(&mut self, endpoint: Endpoint) -> usize {
-        let node =
-            Node {
+        let node = Node {
             endpoint,
             queues: Vec::new(),
             ring: VecDeque::new(),
@@ -176,9 +177,16 @@ impl Net {
         };
         let node = &mut self.nodes[from];
         let frame = Frame { to, link, wire, payload, bytes };
+        let control_first = self.control_first;
         match node.queues.iter_mut().find(|(n, ..)| *n == to) {
             Some((_, queue, queued)) => {
-                queue.push_back(frame);
+                // The browser agent lets control messages pass the segment data it still queues.
+                let at = if control_first && payload == 0 {
+                    queue.iter().position(|f| f.payload > 0).unwrap_or(queue.len())
+                } else {
+                    queue.len()
+                };
+                queue.insert(at, frame);
                 *queued += wire;
             }
             None => node.queues.push((to, VecDeque::from([frame]), wire)),

@@ -8,8 +8,11 @@
 //! stall) it jumps back to the live sync point, like hls.js does.
 //!
 //! Media time is aligned with the simulation clock: the segment `msn` covers media time
-//! `msn × duration .. (msn + 1) × duration` and is published when that span has been captured,
-//! so `now − playhead` is how old the picture on screen is (the live latency).
+//! `msn × duration .. (msn + 1) × duration` and is published when that span has been captured.
+//! The live latency is measured as hls.js does (`hls.latency`): the end of the newest segment of
+//! the last playlist, plus the time since that playlist was loaded, minus the playhead. It is
+//! what the browser tests measure; the age of the picture (`now − playhead`) is larger by how
+//! late after a publication the player happens to reload its playlist (0 to one duration).
 
 use crate::clock::{Micros, US_PER_MS, to_ms};
 
@@ -62,6 +65,8 @@ pub struct Player {
     pub skips: u64,
     latency_sum_ms: f64,
     latency_samples: u64,
+    /// End of the newest segment of the last playlist (media ms) and when it was loaded.
+    edge: (u64, Micros),
 }
 
 impl Player {
@@ -84,6 +89,7 @@ impl Player {
             skips: 0,
             latency_sum_ms: 0.0,
             latency_samples: 0,
+            edge: (0, now),
         }
     }
 
@@ -91,6 +97,7 @@ impl Player {
     /// jumped (the engine must hear of it).
     pub fn on_playlist(&mut self, now: Micros, oldest: u64, newest: u64) -> bool {
         self.window = Some((oldest, newest));
+        self.edge = ((newest + 1) * self.config.segment_ms, now);
         let live_sync = (newest + 1).saturating_sub(self.config.live_sync_segments).max(oldest);
         let Some(next) = self.next else {
             self.next = Some(live_sync);
@@ -185,10 +192,12 @@ impl Player {
         (self.position_ms(now), rate, self.buffered_end_ms)
     }
 
-    /// Records the live latency now, once playback has started.
+    /// Records the live latency now (as hls.js measures it, see the module doc), once playback
+    /// has started.
     pub fn sample_latency(&mut self, now: Micros) {
         if self.startup_us.is_some() {
-            self.latency_sum_ms += to_ms(now).saturating_sub(self.position_ms(now)) as f64;
+            let edge = self.edge.0 + to_ms(now.saturating_sub(self.edge.1));
+            self.latency_sum_ms += edge.saturating_sub(self.position_ms(now)) as f64;
             self.latency_samples += 1;
         }
     }
@@ -271,6 +280,19 @@ mod tests {
         assert_eq!(p.request(30 * S), Some(12));
         p.on_deliver(30 * S + S / 2, 12);
         p.sample_latency(31 * S);
+        assert_eq!(p.mean_latency_ms(), Some(6_500.0));
+    }
+
+    #[test]
+    fn latency_counts_from_the_playlist_load_as_hls_js_does() {
+        // Segment 14 (media 28–30 s) was published at 30 s, but the playlist is loaded at 31 s.
+        let config = PlayerConfig { segment_ms: 2_000, live_sync_segments: 3, max_buffer_ms: 6_000, retry_us: S };
+        let mut p = Player::new(config, 31 * S);
+        p.on_playlist(31 * S, 9, 14);
+        assert_eq!(p.request(31 * S), Some(12));
+        p.on_deliver(31 * S + S / 2, 12);
+        p.sample_latency(32 * S);
+        // Edge 30 s + 1 s since the load − playhead 24.5 s; the picture is 7.5 s old.
         assert_eq!(p.mean_latency_ms(), Some(6_500.0));
     }
 

@@ -53,6 +53,10 @@ pub struct Report {
     pub live_latency_s_mean: f64,
     /// HTTP requests for segments (Range resumes included).
     pub cdn_requests: u64,
+    /// Of the scheduler's CDN fetches (when it counts them, see [`engine::Stats`]): started to
+    /// seed the swarm, started because peers could not make the deadline, and the rest
+    /// (startup, old segments nobody held, refetches).
+    pub cdn_fetch_reasons: [u64; 3],
     /// CDN requests per distinct segment played by someone (1.0 is ideal; N without P2P).
     pub cdn_requests_per_segment: f64,
     /// Bytes that crossed a link but were thrown away (duplicates, answers to cancelled
@@ -100,6 +104,7 @@ pub(crate) struct Tally {
     pub(crate) latency_ms_sum: f64,
     pub(crate) latency_viewers: u64,
     pub(crate) cdn_requests: u64,
+    pub(crate) cdn_fetch_reasons: [u64; 3],
     pub(crate) segments_played: u64,
     pub(crate) player_failures: u64,
     pub(crate) live_skips: u64,
@@ -140,6 +145,7 @@ impl Tally {
             never_started: self.never_started,
             live_latency_s_mean: ratio(self.latency_ms_sum, self.latency_viewers as f64) / 1e3,
             cdn_requests: self.cdn_requests,
+            cdn_fetch_reasons: self.cdn_fetch_reasons,
             cdn_requests_per_segment: ratio(self.cdn_requests as f64, self.segments_played as f64),
             wasted_bytes: wasted,
             wasted_p2p_bytes: self.wasted_p2p_bytes,
@@ -202,6 +208,7 @@ fn mean(group: &[&Report]) -> Report {
         never_started: u(|r| r.never_started),
         live_latency_s_mean: f(|r| r.live_latency_s_mean),
         cdn_requests: u(|r| r.cdn_requests),
+        cdn_fetch_reasons: [u(|r| r.cdn_fetch_reasons[0]), u(|r| r.cdn_fetch_reasons[1]), u(|r| r.cdn_fetch_reasons[2])],
         cdn_requests_per_segment: f(|r| r.cdn_requests_per_segment),
         wasted_bytes: u(|r| r.wasted_bytes),
         wasted_p2p_bytes: u(|r| r.wasted_p2p_bytes),

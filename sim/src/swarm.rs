@@ -108,7 +108,11 @@ impl<'c, S: Scheduler, F: FnMut(PeerId) -> S> Swarm<'c, S, F> {
             queue: Queue::new(start),
             population: SmallRng::seed_from_u64(mix(config.seed)),
             rng: SmallRng::seed_from_u64(mix(config.seed ^ 0x005e_ed0f_2e9e_u64)),
-            net: Net::new(from_ms(config.inter_region_latency_ms)),
+            net: {
+                let mut net = Net::new(from_ms(config.inter_region_latency_ms));
+                net.control_first = config.control_first;
+                net
+            },
             first_msn: cdn.oldest_listed(),
             cdn,
             tracker: Tracker::new(config.tracker, config.tracker_max_peers as usize, config.regions),
@@ -158,6 +162,10 @@ impl<'c, S: Scheduler, F: FnMut(PeerId) -> S> Swarm<'c, S, F> {
         for viewer in &self.viewers {
             self.tally.http_bytes += viewer.final_stats.http_bytes;
             self.tally.p2p_bytes += viewer.final_stats.p2p_down_bytes;
+            let s = &viewer.final_stats;
+            for (sum, n) in self.tally.cdn_fetch_reasons.iter_mut().zip([s.cdn_seed_fetches, s.cdn_deadline_fetches, s.cdn_other_fetches]) {
+                *sum += n;
+            }
         }
         self.tally.segments_played = self.played.iter().filter(|&&p| p).count() as u64;
         let (dropped, events) = (self.net.dropped, self.queue.popped());

@@ -65,7 +65,7 @@ fn with_a_digest_peer_bytes_are_passed_on_only_once_checked() {
     let (mut e, request_id) = asking_with_digest(&data);
     feed(&mut e, 110, message(&pid("a"), chunk(3, request_id, 0, 20_000, &data[..10_000])));
 
-    let ask = message(&pid("b"), Message::Request { id: id(3), request_id: 9, offset: 0 }.encode());
+    let ask = message(&pid("b"), Message::Request { id: id(3), request_id: 9, offset: 0, end: None, deadline_ms: None }.encode());
     let out = feed(&mut e, 120, ask);
     assert!(sent_to(&out, &pid("b")).iter().all(|m| !matches!(m, Message::Chunk { .. })), "unchecked bytes wait");
 

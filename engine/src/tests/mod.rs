@@ -62,7 +62,7 @@ pub(crate) fn requests(messages: &[Message]) -> Vec<(SegmentId, u32, u64)> {
     messages
         .iter()
         .filter_map(|m| match m {
-            Message::Request { id, request_id, offset } => Some((*id, *request_id, *offset)),
+            Message::Request { id, request_id, offset, .. } => Some((*id, *request_id, *offset)),
             _ => None,
         })
         .collect()

@@ -107,7 +107,7 @@ fn a_peer_that_does_not_upload_never_seeds_a_shared_segment() {
     let out = feed(&mut e, 2_000, playlist(1..6));
 
     assert!(fetches(&out).is_empty());
-    assert_eq!(e.poll_timeout(), Some(2_000 + 500), "last of two");
+    assert_eq!(e.poll_timeout(), Some(2_000 + 2_000 + 500), "a segment duration more, last of two");
 }
 
 #[test]

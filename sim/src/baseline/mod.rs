@@ -105,17 +105,41 @@ pub fn player_settings(config: &SimConfig) -> SimConfig {
     let target_s = config.segment_duration_ms.div_ceil(1_000).max(1);
     let live_sync = (config.window_segments - 1).min(120 / target_s).max(1);
     let max_buffer_ms = (2 * config.segment_duration_ms).max(15_000);
-    SimConfig { live_sync_segments: live_sync, max_buffer_ms, purge_cancelled_uploads: true, ..config.clone() }
+    SimConfig {
+        live_sync_segments: live_sync,
+        max_buffer_ms,
+        purge_cancelled_uploads: true,
+        control_first: false,
+        ..config.clone()
+    }
 }
 
 /// Runs the swarm of `config` (with PML's player settings) with [`P2pml`] in every viewer; the
 /// report's scheduler name is `"p2pml"`.
 pub fn run(config: &SimConfig) -> Result<Report, ConfigError> {
-    let config = player_settings(config);
+    run_pml(&player_settings(config), "p2pml", P2pmlConfig::default())
+}
+
+/// Runs [`P2pml`] with its defaults at `config`'s own live latency (`live_sync_segments`, 3
+/// by default, as the engine plays): PML's player settings but the live sync point; the
+/// report's scheduler name is `"p2pml-low"`.
+pub fn run_low_latency(config: &SimConfig) -> Result<Report, ConfigError> {
+    let low = SimConfig { live_sync_segments: config.live_sync_segments, ..player_settings(config) };
+    run_pml(&low, "p2pml-low", P2pmlConfig::default())
+}
+
+/// As [`run_low_latency`] with PML tuned for it as measured in real browsers:
+/// `highDemandTimeWindow` 3 s; the report's scheduler name is `"p2pml-tuned"`.
+pub fn run_tuned(config: &SimConfig) -> Result<Report, ConfigError> {
+    let low = SimConfig { live_sync_segments: config.live_sync_segments, ..player_settings(config) };
+    run_pml(&low, "p2pml-tuned", P2pmlConfig { high_demand_window_ms: 3_000, ..P2pmlConfig::default() })
+}
+
+fn run_pml(config: &SimConfig, name: &str, pml: P2pmlConfig) -> Result<Report, ConfigError> {
     let real = (MAX_MESSAGE_BYTES - 1) as u64 / config.byte_scale.max(1);
     let chunk_bytes = usize::try_from(real).unwrap_or(usize::MAX).saturating_sub(MAX_CHUNK_HEADER_BYTES).max(16);
-    let pml = P2pmlConfig { chunk_bytes, seed: config.seed, ..P2pmlConfig::default() };
-    run_with(&config, "p2pml", |id| P2pml::new(pml.clone(), id))
+    let pml = P2pmlConfig { chunk_bytes, seed: config.seed, ..pml };
+    run_with(config, name, |id| P2pml::new(pml.clone(), id))
 }
 
 /// Where the missing bytes of a segment come from now.
@@ -297,7 +321,8 @@ impl P2pml {
         };
         match message {
             Message::Have { segments, fetching } => self.peers.announced(&peer, &segments, &fetching),
-            Message::Request { id, request_id, offset } => self.upload(peer, id, request_id, offset),
+            // PML requests the rest of a segment and has no deadline: range and deadline unused.
+            Message::Request { id, request_id, offset, .. } => self.upload(peer, id, request_id, offset),
             Message::Chunk { id, request_id, offset, total_len, data } => {
                 self.on_chunk(&peer, id.msn, request_id, offset, total_len, &data);
             }
@@ -305,7 +330,8 @@ impl P2pml {
                 self.peers.absent(&peer, id.msn);
                 self.p2p_failed(id.msn, &peer, request_id, false);
             }
-            Message::Cancel { .. } => {}
+            // PML has no progress announcements.
+            Message::Cancel { .. } | Message::HaveChunk { .. } => {}
         }
     }
 

@@ -26,7 +26,7 @@ fn serves_stored_segments_and_refuses_missing_ones() {
     assert!(outputs.contains(&Output::Deliver { id, bytes: vec![1; 10] }), "{outputs:?}");
     let peer: PeerId = "other".parse().unwrap();
     s.handle_input(30, Input::PeerConnected { peer: peer.clone() });
-    let request = Message::Request { id, request_id: 7, offset: 2 }.encode();
+    let request = Message::Request { id, request_id: 7, offset: 2, end: None, deadline_ms: None }.encode();
     s.handle_input(40, Input::PeerMessage { peer: peer.clone(), bytes: request });
     let chunks = std::iter::from_fn(|| s.poll_output())
         .filter_map(|o| match o {
@@ -39,7 +39,7 @@ fn serves_stored_segments_and_refuses_missing_ones() {
         .collect::<Vec<_>>();
     assert_eq!(chunks, vec![(2, 4), (6, 4)]);
     assert_eq!(s.stats().p2p_up_bytes, 8);
-    let missing = Message::Request { id: SegmentId { rendition: 0, msn: 4 }, request_id: 8, offset: 0 }.encode();
+    let missing = Message::Request { id: SegmentId { rendition: 0, msn: 4 }, request_id: 8, offset: 0, end: None, deadline_ms: None }.encode();
     s.handle_input(50, Input::PeerMessage { peer, bytes: missing });
     let absent = std::iter::from_fn(|| s.poll_output()).any(|o| {
         matches!(o, Output::SendToPeer { bytes, .. } if matches!(Message::decode(&bytes), Ok(Message::Absent { .. })))

@@ -19,11 +19,11 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use protocol::webtorrent::{self, ErrorOut, Event, Id20, Request, to_json};
 use service::Metrics;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use tokio::sync::mpsc;
 
 use crate::{AppState, Config};
-use swarms::{ConnId, Limits, Swarms};
+use swarms::{ConnId, Limits, Outbox, Swarms};
 
 /// The endpoint's shared state: swarms and the outgoing queue of every connection.
 pub(crate) struct Hub {
@@ -139,103 +139,127 @@ async fn connection(state: AppState, socket: WebSocket) {
 
     let (mut sink, mut stream) = socket.split();
     let idle = Duration::from_secs(config.webtorrent_idle_timeout_s);
-    let mut deadline = tokio::time::Instant::now() + idle;
-    let mut joined: Vec<(Id20, Id20)> = Vec::new();
-    let mut out = Vec::new();
-    loop {
-        tokio::select! {
-            biased;
-            queued = outgoing.recv() => {
-                let Some(text) = queued else { break };
-                // Write everything queued, then flush once.
-                let mut batch = Some(text);
-                let mut failed = false;
-                while let Some(text) = batch.take() {
-                    if sink.feed(Message::Text(text)).await.is_err() {
-                        failed = true;
-                        break;
-                    }
-                    batch = outgoing.try_recv().ok();
+    let mut joined: HashSet<(Id20, Id20)> = HashSet::new();
+    // Reading and writing run side by side: a client that is busy sending must still have its
+    // requests read while writes to it wait for it to read, or both would wait forever.
+    let writer = async {
+        while let Some(text) = outgoing.recv().await {
+            // Write everything queued, then flush once.
+            let mut next = Some(text);
+            while let Some(text) = next.take() {
+                if sink.feed(Message::Text(text)).await.is_err() {
+                    return;
                 }
-                if failed || sink.flush().await.is_err() {
-                    break;
-                }
+                next = outgoing.try_recv().ok();
             }
-            incoming = stream.next() => {
-                let Some(Ok(message)) = incoming else { break };
-                deadline = tokio::time::Instant::now() + idle;
-                match message {
-                    Message::Text(text) => on_text(&state, conn, text.as_str(), &mut joined, &mut out),
-                    Message::Close(_) => break,
-                    Message::Binary(_) => hub.reject("binary"),
-                    Message::Ping(_) | Message::Pong(_) => {}
-                }
+            if sink.flush().await.is_err() {
+                return;
             }
-            () = tokio::time::sleep_until(deadline) => break,
         }
+    };
+    let reader = async {
+        // None: idle for too long, the client left, or a protocol error.
+        while let Ok(Some(Ok(message))) = tokio::time::timeout(idle, stream.next()).await {
+            match message {
+                Message::Text(text) => on_text(&state, conn, text.as_str(), &mut joined),
+                Message::Close(_) => break,
+                Message::Binary(_) => hub.reject("binary"),
+                Message::Ping(_) | Message::Pong(_) => {}
+            }
+        }
+    };
+    tokio::select! {
+        () = writer => {}
+        () = reader => {}
     }
     let mut inner = hub.lock();
     inner.queues.remove(&conn);
-    inner.swarms.remove_connection(conn, &joined);
+    inner.swarms.remove_connection(conn, joined.iter());
     hub.refresh(&inner);
     drop(inner);
     hub.connections.dec();
 }
 
 /// Handles one text frame of connection `conn`.
-fn on_text(state: &AppState, conn: ConnId, text: &str, joined: &mut Vec<(Id20, Id20)>, out: &mut Vec<(ConnId, String)>) {
+fn on_text(state: &AppState, conn: ConnId, text: &str, joined: &mut HashSet<(Id20, Id20)>) {
     let hub = &state.inner.webtorrent;
     let request = match webtorrent::parse(text) {
         Ok(request) => request,
         Err(e) => {
             hub.reject("malformed");
             let reason = e.to_string();
-            out.push((conn, to_json(&ErrorOut { failure_reason: &reason, action: None, info_hash: None })));
-            deliver(hub, &mut hub.lock(), out);
+            let error = to_json(&ErrorOut { failure_reason: &reason, action: None, info_hash: None });
+            Outgoing { hub, queues: &hub.lock().queues }.push(conn, error);
             return;
         }
     };
     let now_s = hub.now_s();
     let mut inner = hub.lock();
+    let HubInner { swarms, queues } = &mut *inner;
+    let mut out = Outgoing { hub, queues };
     match request {
-        Request::Scrape(hashes) => out.push((conn, inner.swarms.scrape(&hashes))),
+        Request::Scrape(hashes) => {
+            let text = swarms.scrape(&hashes);
+            out.push(conn, text);
+        }
         Request::Announce(announce) => {
             let key = (announce.info_hash, announce.peer_id);
             let known = joined.contains(&key);
-            if !known && announce.event != Event::Stopped && joined.len() >= state.inner.config.webtorrent_max_swarms_per_connection {
+            let max = state.inner.config.webtorrent_max_swarms_per_connection;
+            if !known && announce.event != Event::Stopped && joined.len() >= max {
                 hub.reject("too_many_swarms");
-                let error = ErrorOut { failure_reason: "too many swarms on one connection", action: Some("announce"), info_hash: Some(announce.info_hash) };
-                out.push((conn, to_json(&error)));
-            } else {
-                let outcome = inner.swarms.announce(now_s, conn, &announce, out);
-                hub.announces.inc();
-                hub.offers.inc_by(outcome.offers as u64);
-                hub.answers.inc_by(u64::from(outcome.answered));
-                if outcome.answer_refused {
-                    hub.reject("no_offer");
-                }
-                if outcome.ignored {
-                    hub.reject("peer_id_taken");
-                }
-                match (known, outcome.member) {
-                    (false, true) => joined.push(key),
-                    (true, false) => joined.retain(|k| *k != key),
-                    _ => {}
-                }
-                hub.refresh(&inner);
+                let error = ErrorOut {
+                    failure_reason: "too many swarms on one connection",
+                    action: Some("announce"),
+                    info_hash: Some(announce.info_hash),
+                };
+                out.push(conn, to_json(&error));
+                return;
             }
+            let outcome = swarms.announce(now_s, conn, &announce, &mut out);
+            hub.announces.inc();
+            hub.offers.inc_by(outcome.offers as u64);
+            hub.answers.inc_by(u64::from(outcome.answered));
+            if outcome.dropped > 0 {
+                hub.rejected.get_or_create(&[("reason", "queue_full")]).inc_by(outcome.dropped as u64);
+            }
+            if outcome.answer_refused {
+                hub.reject("no_offer");
+            }
+            if outcome.ignored {
+                hub.reject("peer_id_taken");
+            }
+            match (known, outcome.member) {
+                (false, true) => {
+                    joined.insert(key);
+                }
+                (true, false) => {
+                    joined.remove(&key);
+                }
+                _ => {}
+            }
+            hub.peers.set(i64::try_from(swarms.peer_count()).unwrap_or(i64::MAX));
+            hub.swarms.set(i64::try_from(swarms.swarm_count()).unwrap_or(i64::MAX));
         }
     }
-    deliver(hub, &mut inner, out);
 }
 
-/// Queues every message of `out` for its connection; a full queue drops the message (the client
-/// is not reading), as aquatic_ws does.
-fn deliver(hub: &Hub, inner: &mut HubInner, out: &mut Vec<(ConnId, String)>) {
-    for (conn, text) in out.drain(..) {
-        let Some(queue) = inner.queues.get(&conn) else { continue };
+/// The connections' queues as an [`Outbox`]: a full queue takes nothing (the client is not
+/// reading), as aquatic_ws drops messages for a full connection channel.
+struct Outgoing<'a> {
+    hub: &'a Hub,
+    queues: &'a HashMap<ConnId, mpsc::Sender<Utf8Bytes>>,
+}
+
+impl Outbox for Outgoing<'_> {
+    fn has_room(&self, conn: ConnId) -> bool {
+        self.queues.get(&conn).is_some_and(|q| q.capacity() > 0)
+    }
+
+    fn push(&mut self, conn: ConnId, text: String) {
+        let Some(queue) = self.queues.get(&conn) else { return };
         if queue.try_send(Utf8Bytes::from(text)).is_err() {
-            hub.reject("queue_full");
+            self.hub.reject("queue_full");
         }
     }
 }

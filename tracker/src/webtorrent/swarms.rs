@@ -10,6 +10,7 @@
 //! - a closed connection's peers leave every swarm at once.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 
 use indexmap::IndexMap;
 use protocol::webtorrent::{
@@ -36,6 +37,25 @@ pub(crate) struct Limits {
     pub(crate) max_pending_offers: usize,
 }
 
+/// Where [`Swarms::announce`] puts the messages it sends.
+pub(crate) trait Outbox {
+    /// Whether a message for `conn` would be taken now; when not, the message is not even
+    /// encoded (and an offer not remembered as pending).
+    fn has_room(&self, conn: ConnId) -> bool;
+    /// Takes a message for `conn`.
+    fn push(&mut self, conn: ConnId, text: String);
+}
+
+impl Outbox for Vec<(ConnId, String)> {
+    fn has_room(&self, _conn: ConnId) -> bool {
+        true
+    }
+
+    fn push(&mut self, conn: ConnId, text: String) {
+        Vec::push(self, (conn, text));
+    }
+}
+
 /// What [`Swarms::announce`] did, for the shell's bookkeeping and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct Outcome {
@@ -49,6 +69,8 @@ pub(crate) struct Outcome {
     pub(crate) answered: bool,
     /// An answer was refused (no matching offer).
     pub(crate) answer_refused: bool,
+    /// Messages not sent because their recipient's queue was full.
+    pub(crate) dropped: usize,
 }
 
 #[derive(Debug, Default)]
@@ -62,8 +84,10 @@ struct Peer {
     conn: ConnId,
     seeder: bool,
     until_s: u32,
-    /// Offers this peer made that await an answer: (from peer, offer id, until).
-    pending: Vec<(Id20, Id20, u32)>,
+    /// Offers this peer made that await an answer: (keyed hash of the answering peer and the
+    /// offer id, until). 12 bytes each instead of 44; a false match needs a 64-bit collision
+    /// under a per-process random key.
+    pending: Vec<(u64, u32)>,
 }
 
 /// All swarms of the WebTorrent endpoint.
@@ -73,6 +97,7 @@ pub(crate) struct Swarms {
     torrents: HashMap<Id20, Torrent>,
     peers: usize,
     rng: SmallRng,
+    keys: RandomState,
 }
 
 const NO_OFFER: &str = "Could not find the offer corresponding to your answer. It may have expired.";
@@ -80,7 +105,13 @@ const NO_OFFER: &str = "Could not find the offer corresponding to your answer. I
 impl Swarms {
     /// Empty swarms under `limits`, with a random source seeded by `seed`.
     pub(crate) fn new(limits: Limits, seed: u64) -> Self {
-        Self { limits, torrents: HashMap::new(), peers: 0, rng: rand::SeedableRng::seed_from_u64(seed) }
+        Self {
+            limits,
+            torrents: HashMap::new(),
+            peers: 0,
+            rng: rand::SeedableRng::seed_from_u64(seed),
+            keys: RandomState::new(),
+        }
     }
 
     /// Handles an announce from connection `conn`; pushes every message to send, with its
@@ -90,7 +121,7 @@ impl Swarms {
         now_s: u32,
         conn: ConnId,
         a: &Announce<'_>,
-        out: &mut Vec<(ConnId, String)>,
+        out: &mut impl Outbox,
     ) -> Outcome {
         let limits = self.limits;
         let mut outcome = Outcome::default();
@@ -136,6 +167,10 @@ impl Swarms {
             let offer_until = now_s.saturating_add(limits.offer_ttl_s);
             let mut pending = Vec::with_capacity(targets.len());
             for (offer, (target_id, target_conn)) in a.offers.iter().zip(targets) {
+                if !out.has_room(target_conn) {
+                    outcome.dropped += 1;
+                    continue;
+                }
                 let message = OfferOut {
                     action: "announce",
                     info_hash: a.info_hash,
@@ -143,12 +178,12 @@ impl Swarms {
                     offer: &offer.offer,
                     offer_id: offer.offer_id,
                 };
-                out.push((target_conn, to_json(&message)));
-                pending.push((target_id, offer.offer_id, offer_until));
+                out.push(target_conn, to_json(&message));
+                pending.push((self.keys.hash_one((target_id, offer.offer_id)), offer_until));
             }
             outcome.offers = pending.len();
             if let Some(me) = torrent.peers.get_mut(&a.peer_id) {
-                me.pending.retain(|p| p.2 > now_s);
+                me.pending.retain(|p| p.1 > now_s);
                 me.pending.extend(pending);
                 let excess = me.pending.len().saturating_sub(limits.max_pending_offers);
                 me.pending.drain(..excess);
@@ -156,11 +191,9 @@ impl Swarms {
         }
 
         if let Some(answer) = &a.answer {
+            let key = self.keys.hash_one((a.peer_id, answer.offer_id));
             let matched = torrent.peers.get_mut(&answer.to_peer_id).and_then(|offerer| {
-                let i = offerer
-                    .pending
-                    .iter()
-                    .position(|p| p.0 == a.peer_id && p.1 == answer.offer_id && p.2 > now_s)?;
+                let i = offerer.pending.iter().position(|p| p.0 == key && p.1 > now_s)?;
                 offerer.pending.swap_remove(i);
                 Some(offerer.conn)
             });
@@ -173,12 +206,16 @@ impl Swarms {
                         answer: &answer.answer,
                         offer_id: answer.offer_id,
                     };
-                    out.push((offerer_conn, to_json(&message)));
-                    outcome.answered = true;
+                    if out.has_room(offerer_conn) {
+                        out.push(offerer_conn, to_json(&message));
+                        outcome.answered = true;
+                    } else {
+                        outcome.dropped += 1;
+                    }
                 }
                 None => {
                     let error = ErrorOut { failure_reason: NO_OFFER, action: Some("announce"), info_hash: Some(a.info_hash) };
-                    out.push((conn, to_json(&error)));
+                    out.push(conn, to_json(&error));
                     outcome.answer_refused = true;
                 }
             }
@@ -191,7 +228,11 @@ impl Swarms {
             incomplete: torrent.peers.len() - torrent.seeders,
             interval: limits.interval_s,
         };
-        out.push((conn, to_json(&response)));
+        if out.has_room(conn) {
+            out.push(conn, to_json(&response));
+        } else {
+            outcome.dropped += 1;
+        }
         outcome
     }
 
@@ -214,7 +255,7 @@ impl Swarms {
 
     /// Removes the peers `conn` announced (`joined`: (info hash, peer id) pairs), when still bound
     /// to it; called when the connection closes.
-    pub(crate) fn remove_connection(&mut self, conn: ConnId, joined: &[(Id20, Id20)]) {
+    pub(crate) fn remove_connection<'a>(&mut self, conn: ConnId, joined: impl IntoIterator<Item = &'a (Id20, Id20)>) {
         for (info_hash, peer_id) in joined {
             let Some(torrent) = self.torrents.get_mut(info_hash) else { continue };
             if torrent.peers.get(peer_id).is_some_and(|p| p.conn == conn) {
@@ -239,7 +280,7 @@ impl Swarms {
                     dropped += 1;
                     return false;
                 }
-                peer.pending.retain(|p| p.2 > now_s);
+                peer.pending.retain(|p| p.1 > now_s);
                 true
             });
             !torrent.peers.is_empty()

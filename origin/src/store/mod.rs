@@ -1,0 +1,173 @@
+//! The live window: every object of every stream, in memory, with time passed in (pure, no IO).
+//!
+//! A stream is one content id. Playlists are replaced in place once [`crate::playlist::validate`]
+//! accepts them. Segments are immutable once listed. A segment that is deleted, or that leaves
+//! the window of its playlist, stays served for a grace period of twice the stream's window (the
+//! longest media playlist duration), which covers RFC 8216 §6.2.2's availability duration; a
+//! segment that no playlist ever lists expires after [`ORPHAN_TTL_MS`] (or the grace period if
+//! longer). With a timeshift window ([`Limits::dvr_window_ms`]) a segment is also served until it
+//! leaves that window, and each media playlist keeps a [`DvrLog`](crate::dvr::DvrLog) for its DVR
+//! and VOD views. Capacity limits evict the soonest-expiring objects first (so the oldest DVR
+//! segments go first) and refuse ingest only when nothing can be evicted.
+//!
+//! Every segment's SHA-256 is computed when it is stored ([`Store::digests`]).
+//!
+//! Layout: the public types and read side here, per-stream bookkeeping in `stream`, `put` and
+//! `delete` in `ingest`, expiry and capacity eviction in `evict`.
+
+mod evict;
+mod ingest;
+mod stream;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+
+use crate::dvr::View;
+use crate::path::{Kind, ObjectPath};
+use crate::playlist::{Accepted, PlaylistError};
+use stream::Stream;
+
+/// Least time an uploaded but never listed segment is kept, in milliseconds.
+pub const ORPHAN_TTL_MS: u64 = 30_000;
+
+/// Capacity bounds of a [`Store`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Most streams (content ids) held at once.
+    pub max_streams: usize,
+    /// Most objects (playlists and segments, expiring ones included) per stream.
+    pub max_objects_per_stream: usize,
+    /// Most bytes held over all streams.
+    pub max_total_bytes: u64,
+    /// Timeshift window, in milliseconds: how long a segment stays served after it was first
+    /// listed, and what the DVR playlists cover (0: no DVR).
+    pub dvr_window_ms: u64,
+}
+
+/// The digest of one listed segment, as [`Store::digests`] returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedDigest {
+    /// Media sequence number.
+    pub msn: u64,
+    /// The URI as written in the playlist.
+    pub uri: String,
+    /// Size, in bytes.
+    pub bytes: u64,
+    /// SHA-256 of the bytes.
+    pub sha256: [u8; 32],
+}
+
+/// One stored object as served.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Object {
+    /// The bytes as uploaded.
+    pub bytes: Bytes,
+    /// Its kind (decides `Content-Type` and caching).
+    pub kind: Kind,
+    /// When it stops being served, in store milliseconds (`None` while listed or for playlists).
+    pub expires_at_ms: Option<u64>,
+}
+
+/// What a successful `put` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutOutcome {
+    /// The object did not exist.
+    Created,
+    /// An existing playlist (or a not yet listed segment) was replaced.
+    Replaced,
+}
+
+/// Why the store refused an operation.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The playlist failed validation; the previous version is kept.
+    #[error(transparent)]
+    Playlist(#[from] PlaylistError),
+    /// A new stream would exceed [`Limits::max_streams`].
+    #[error("too many streams")]
+    TooManyStreams,
+    /// The stream holds [`Limits::max_objects_per_stream`] objects and none can be evicted.
+    #[error("too many objects in this stream")]
+    StreamFull,
+    /// [`Limits::max_total_bytes`] would be exceeded and nothing can be evicted.
+    #[error("origin storage is full")]
+    StoreFull,
+    /// The segment was already listed or deleted; segments are immutable once published.
+    #[error("segment {0} is already published and cannot be replaced")]
+    Immutable(String),
+    /// No such object.
+    #[error("not found")]
+    NotFound,
+}
+
+/// All streams of the origin. See the module docs for the rules.
+#[derive(Debug)]
+pub struct Store {
+    limits: Limits,
+    streams: HashMap<String, Stream>,
+    total_bytes: u64,
+}
+
+impl Store {
+    /// An empty store bounded by `limits`.
+    pub fn new(limits: Limits) -> Self {
+        Self { limits, streams: HashMap::new(), total_bytes: 0 }
+    }
+
+    /// The object at `path` if it is still served at `now_ms`.
+    pub fn get(&self, now_ms: u64, path: &ObjectPath) -> Option<Object> {
+        let e = self.streams.get(&path.content)?.objects.get(&path.path)?;
+        e.live(now_ms).then(|| Object { bytes: e.bytes.clone(), kind: e.kind, expires_at_ms: e.expires_at_ms })
+    }
+
+    /// The DVR or VOD rendering of the media playlist at `path`, if it has a timeshift log with
+    /// something still served (and, for VOD, the stream ended).
+    pub fn dvr_playlist(&self, now_ms: u64, path: &ObjectPath, view: View) -> Option<Bytes> {
+        let stream = self.streams.get(&path.content)?;
+        let log = stream.dvr.get(&path.path)?;
+        log.render(now_ms, view, |p| stream.served(now_ms, p)).map(Bytes::from)
+    }
+
+    /// Whether the media playlist at `path` has a timeshift log.
+    pub fn has_dvr_log(&self, path: &ObjectPath) -> bool {
+        self.streams.get(&path.content).is_some_and(|s| s.dvr.contains_key(&path.path))
+    }
+
+    /// The digests of the segments the media playlist at `path` lists, oldest first.
+    pub fn digests(&self, now_ms: u64, path: &ObjectPath) -> Option<Vec<ListedDigest>> {
+        let stream = self.streams.get(&path.content)?;
+        let entry = stream.objects.get(&path.path).filter(|e| e.live(now_ms))?;
+        let Some(Accepted::Media(m)) = &entry.accepted else { return None };
+        let digests = m
+            .items
+            .iter()
+            .zip(&m.segments)
+            .enumerate()
+            .filter_map(|(i, (item, seg))| {
+                let e = stream.objects.get(seg)?;
+                Some(ListedDigest {
+                    msn: m.media_sequence.saturating_add(i as u64),
+                    uri: item.uri.clone(),
+                    bytes: e.bytes.len() as u64,
+                    sha256: e.sha256?,
+                })
+            })
+            .collect();
+        Some(digests)
+    }
+
+    /// The content ids held.
+    pub fn contents(&self) -> Vec<String> {
+        self.streams.keys().cloned().collect()
+    }
+
+    /// Number of streams, number of objects and bytes held.
+    pub fn stats(&self) -> (usize, usize, u64) {
+        let objects = self.streams.values().map(|s| s.objects.len()).sum();
+        (self.streams.len(), objects, self.total_bytes)
+    }
+}
