@@ -18,11 +18,6 @@ mod web;
 
 use clap::{Parser, Subcommand};
 
-/// mimalloc: measured faster and leaner than the system allocator for the tracker's WebTorrent
-/// endpoint (docs/BENCHMARKS.md, "Tracker and signalling").
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(name = "swarmcast", version, about = "Hybrid P2P-CDN live video delivery")]
 struct Cli {

@@ -7,8 +7,8 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, bail};
 use ::sim::{SCHEDULERS, SimConfig, csv, run_named, summarize, table};
+use anyhow::{Context, bail};
 
 /// Arguments of `swarmcast sim`.
 #[derive(clap::Args, Debug)]

@@ -210,8 +210,7 @@ fn have_lists_are_bounded_before_allocating() {
 
 #[test]
 fn chunk_bounds_are_checked() {
-    let chunk =
-        |offset, total_len, data: Vec<u8>| Message::Chunk { id: SEG, request_id: 0, offset, total_len, data };
+    let chunk = |offset, total_len, data: Vec<u8>| Message::Chunk { id: SEG, request_id: 0, offset, total_len, data };
     let past_end = chunk(10, 12, vec![0; 3]).encode();
     assert_eq!(Message::decode(&past_end), Err(PeerMessageError::ChunkOutOfBounds));
     let huge = chunk(0, MAX_SEGMENT_BYTES + 1, vec![]).encode();

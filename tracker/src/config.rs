@@ -55,6 +55,10 @@ pub struct Config {
     pub webtorrent_max_connections: usize,
     /// Most swarms one WebTorrent connection may join, in swarms.
     pub webtorrent_max_swarms_per_connection: usize,
+    /// Kernel send buffer per TLS connection (`SO_SNDBUF`), in bytes; 0 keeps the OS default.
+    /// A small buffer keeps a client that does not read from piling up messages in the kernel:
+    /// they wait in (and overflow from) the bounded per-connection queue instead.
+    pub tcp_send_buffer_bytes: usize,
     /// Websocket read buffer per connection, allocated up front, in bytes.
     pub ws_read_buffer_bytes: usize,
     /// Outgoing websocket bytes buffered before a write goes to the socket, in bytes.
@@ -87,6 +91,7 @@ impl Default for Config {
             webtorrent_idle_timeout_s: 180,
             webtorrent_max_connections: 100_000,
             webtorrent_max_swarms_per_connection: 16,
+            tcp_send_buffer_bytes: 0,
             ws_read_buffer_bytes: 4096,
             ws_write_buffer_bytes: 8192,
             ws_max_write_buffer_bytes: 128 * 1024,

@@ -24,6 +24,7 @@ mod config;
 mod error;
 mod locality;
 mod peer_key;
+mod probe;
 mod routes;
 mod swarm;
 mod tls;
@@ -43,6 +44,7 @@ use tokio::net::TcpListener;
 pub use config::{Config, ConfigError};
 pub use error::ApiError;
 pub use locality::{IpTable, MAX_RANGES, MAX_REGIONS, TableError};
+pub use probe::StateProbe;
 
 use std::collections::HashMap;
 use std::sync::RwLock;
@@ -187,6 +189,7 @@ async fn run_tls(
     let invalid = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, e);
     let acceptor = tls::acceptor(&config.tls_cert_pem, &config.tls_key_pem).map_err(invalid)?;
     let metrics = Metrics::new();
+    let state_send_buffer = config.tcp_send_buffer_bytes;
     let state = AppState::new(config, &metrics).map_err(|e| invalid(e.to_string()))?;
     let _expiry = spawn_expiry(&state, period);
     let app = router(state)
@@ -194,7 +197,7 @@ async fn run_tls(
         .route("/metrics", get(move || async move { metrics.render() }))
         .layer(axum::middleware::map_request(tls::plain_connect_info))
         .layer(tower_http::cors::CorsLayer::permissive());
-    let listener = tls::TlsListener::new(listener, acceptor)?;
+    let listener = tls::TlsListener::new(listener, acceptor, state_send_buffer)?;
     tracing::info!(addr = %listener_addr(&listener), "listening with TLS");
     axum::serve(listener, app.into_make_service_with_connect_info::<tls::TlsAddr>())
         .with_graceful_shutdown(shutdown)
@@ -238,36 +241,5 @@ mod tests {
         assert!(!expiry.is_finished());
         drop(state);
         tokio::time::timeout(Duration::from_secs(10), expiry).await.unwrap().unwrap();
-    }
-}
-
-/// A swarm registry filled with synthetic peers, for measuring the state kept per (peer, swarm)
-/// (see `tests/state_size.rs` and `swarmcast bench tracker`); dropping it frees the state.
-pub struct StateProbe {
-    _registry: SwarmRegistry,
-}
-
-impl StateProbe {
-    /// Tracks `peers` peers (16-character peerIds, like the ones `init` issues) spread over
-    /// `swarms` swarms of one content, each with a distinct /24 and a report, as a live tracker
-    /// would hold them.
-    pub fn fill(peers: usize, swarms: u32) -> Self {
-        let now = Instant::now();
-        let mut registry = SwarmRegistry::new(Duration::from_secs(60), peers, 512);
-        for i in 0..peers {
-            // 16 hex digits always form a valid peerId.
-            let id: protocol::PeerId = format!("{i:016x}").parse().expect("hex digits form a peerId");
-            let swarm = protocol::SwarmId {
-                customer: "customer".into(),
-                content: "content".into(),
-                rendition: u32::try_from(i).unwrap_or(0) % swarms.max(1),
-            };
-            let ip = std::net::IpAddr::V4(std::net::Ipv4Addr::from_bits(u32::try_from(i).unwrap_or(0) << 8));
-            let locality = IpTable::default().locate(ip);
-            let profile = swarm::Profile { locality, uplink_kbps: 5_000, cellular: false, upload_allowed: true };
-            // The registry was sized for exactly `peers` peers, so none is refused.
-            let _ = registry.track(now, &id, swarm, locality, Some(profile));
-        }
-        Self { _registry: registry }
     }
 }

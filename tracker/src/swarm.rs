@@ -85,6 +85,10 @@ pub(crate) struct SwarmRegistry {
     next_tick: u64,
 }
 
+/// A candidate's rank, compared as a tuple, higher first: not failed with the asker, closeness,
+/// connected before, uplink, recency.
+type Rank = (bool, u8, bool, u32, u64);
+
 /// The registry holds `capacity` peers and none of them has expired.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct RegistryFull;
@@ -204,7 +208,7 @@ impl SwarmRegistry {
             return Vec::new();
         }
         let now_s = self.seconds(now);
-        let mut ranked: Vec<((bool, u8, bool, u32, u64), &Slot)> = swarm
+        let mut ranked: Vec<(Rank, &Slot)> = swarm
             .members
             .values()
             .rev()
@@ -221,7 +225,7 @@ impl SwarmRegistry {
                 ((!failed, asker.locality.closeness(&c.locality), connected, c.uplink_kbps, c.tick), c)
             })
             .collect();
-        ranked.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        ranked.sort_unstable_by_key(|r| std::cmp::Reverse(r.0));
         ranked.into_iter().take(max).map(|(_, c)| c.key.to_peer_id()).collect()
     }
 

@@ -52,7 +52,8 @@ impl TlsListener {
     ///
     /// # Errors
     /// When the listener's address cannot be read.
-    pub(crate) fn new(listener: TcpListener, acceptor: TlsAcceptor) -> std::io::Result<Self> {
+    /// `send_buffer_bytes` above 0 sets each connection's kernel send buffer (`SO_SNDBUF`).
+    pub(crate) fn new(listener: TcpListener, acceptor: TlsAcceptor, send_buffer_bytes: usize) -> std::io::Result<Self> {
         let addr = listener.local_addr()?;
         let (tx, ready) = mpsc::channel(BACKLOG);
         tokio::spawn(async move {
@@ -67,6 +68,9 @@ impl TlsListener {
                     }
                 };
                 let _ = tcp.set_nodelay(true);
+                if send_buffer_bytes > 0 {
+                    let _ = socket2::SockRef::from(&tcp).set_send_buffer_size(send_buffer_bytes);
+                }
                 let (acceptor, tx) = (acceptor.clone(), tx.clone());
                 tokio::spawn(async move {
                     let handshake = tokio::time::timeout(Duration::from_secs(HANDSHAKE_TIMEOUT_S), acceptor.accept(tcp));

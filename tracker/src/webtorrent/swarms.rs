@@ -258,11 +258,11 @@ impl Swarms {
     pub(crate) fn remove_connection<'a>(&mut self, conn: ConnId, joined: impl IntoIterator<Item = &'a (Id20, Id20)>) {
         for (info_hash, peer_id) in joined {
             let Some(torrent) = self.torrents.get_mut(info_hash) else { continue };
-            if torrent.peers.get(peer_id).is_some_and(|p| p.conn == conn) {
-                if let Some(peer) = torrent.peers.swap_remove(peer_id) {
-                    torrent.seeders -= usize::from(peer.seeder);
-                    self.peers -= 1;
-                }
+            if torrent.peers.get(peer_id).is_some_and(|p| p.conn == conn)
+                && let Some(peer) = torrent.peers.swap_remove(peer_id)
+            {
+                torrent.seeders -= usize::from(peer.seeder);
+                self.peers -= 1;
             }
             if torrent.peers.is_empty() {
                 self.torrents.remove(info_hash);
