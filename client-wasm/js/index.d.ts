@@ -52,7 +52,7 @@ export declare class Agent {
   constructor(options: AgentOptions);
   /** Resolves to the mode reached; never rejects. */
   start(): Promise<'p2p' | 'cdn' | 'destroyed'>;
-  playlist(rendition: number, segments: AgentSegment[]): void;
+  playlist(rendition: number, segments: AgentSegment[], playlistUrl?: string): void;
   playback(positionMs: number, rate: number, bufferedEndMs: number): void;
   load(rendition: number, msn: number): Promise<Uint8Array>;
   abort(rendition: number, msn: number): void;

@@ -261,7 +261,7 @@ export async function attachSwarmcast(Hls, hls, video, options) {
     if (fed.get(level) === key) return;
     fed.set(level, key);
     try {
-      agent.playlist(level, segmentsOf(details));
+      agent.playlist(level, segmentsOf(details), details.url);
     } catch (err) {
       console.warn('[swarmcast] playlist refused:', err);
     }

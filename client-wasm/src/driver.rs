@@ -95,6 +95,8 @@ pub(crate) struct Shell {
     timer: Option<(Millis, Timer)>,
     /// Samples the uplink for the engine.
     uplink_timer: Option<Timer>,
+    /// The origin's digest key, when the distributor published one.
+    pub(crate) digest_key: Option<crate::digests::DigestKey>,
     weak: Weak<RefCell<Shell>>,
 }
 
@@ -123,6 +125,7 @@ impl Shell {
                 next_generation: 0,
                 timer: None,
                 uplink_timer: None,
+                digest_key: None,
                 weak: weak.clone(),
             })
         })
@@ -194,6 +197,11 @@ fn sample_uplink(shell: &ShellRef) {
         let Some(engine) = s.engine.as_mut() else { return };
         engine.handle_uplink(js::now_ms(), rate, queued);
     }
+    drive(shell);
+}
+
+/// Performs what the engine asked for after a direct call on it (outside [`feed`]).
+pub(crate) fn drive_now(shell: &ShellRef) {
     drive(shell);
 }
 

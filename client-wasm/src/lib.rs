@@ -21,6 +21,7 @@
 //! channels), [`http`] (fetch), [`wire`] (pure helpers), [`js`] (clock, timers).
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod digests;
 mod driver;
 mod http;
 mod js;
@@ -68,13 +69,18 @@ impl Agent {
 
     /// Gives the live window of `rendition` (the level index): an array of
     /// `{ msn, start_ms, duration_ms, url, byte_len? }`, times in ms on the media timeline.
+    /// With the media playlist's URL, the origin's digests published beside it are fetched and
+    /// checked, and segments from peers are verified against them.
     ///
     /// # Errors
     /// When `segments` is not such an array (or is over 1 MiB of JSON).
-    pub fn playlist(&self, rendition: u32, segments: JsValue) -> Result<(), JsError> {
+    pub fn playlist(&self, rendition: u32, segments: JsValue, playlist_url: Option<String>) -> Result<(), JsError> {
         let json = stringify(&segments)?;
         let segments = wire::parse_segments(&json).map_err(|e| JsError::new(&e.to_string()))?;
         driver::playlist(&self.shell, rendition, segments);
+        if let Some(url) = playlist_url {
+            digests::refresh(&self.shell, rendition, &url);
+        }
         Ok(())
     }
 

@@ -24,8 +24,8 @@ use web_sys::{
 };
 
 use crate::driver::{self, ShellRef};
-use crate::outbox::{LOW_WATER_BYTES, Outbox, UplinkMeter};
 use crate::js::Timer;
+use crate::outbox::{LOW_WATER_BYTES, Outbox, UplinkMeter};
 use crate::sdp;
 use crate::signalling::Signalling;
 use crate::vec_map::VecMap;

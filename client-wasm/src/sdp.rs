@@ -17,11 +17,7 @@ pub(crate) async fn make_offer(pc: &RtcPeerConnection) -> Result<String, JsValue
 
 /// Sets `offer` as the remote description, calls `on_remote` (queued ICE candidates may now be
 /// added), then creates an answer, sets it as the local description and returns its SDP.
-pub(crate) async fn answer(
-    pc: &RtcPeerConnection,
-    offer: &str,
-    on_remote: impl FnOnce(),
-) -> Result<String, JsValue> {
+pub(crate) async fn answer(pc: &RtcPeerConnection, offer: &str, on_remote: impl FnOnce()) -> Result<String, JsValue> {
     let desc = RtcSessionDescriptionInit::new(RtcSdpType::Offer);
     desc.set_sdp(offer);
     JsFuture::from(pc.set_remote_description(&desc)).await?;

@@ -147,6 +147,9 @@ pub(crate) async fn start(shell: ShellRef) -> &'static str {
             });
             s.peers.set_local(i.peer_id.clone(), max_peers);
         }
+        if let Some(c) = config.as_ref().filter(|c| !c.digest_public_key.is_empty()) {
+            s.digest_key = crate::digests::DigestKey::parse(&c.digest_public_key, &options.content);
+        }
         s.log(&format!("session {} as {local}", mode.name()));
     }
     driver::install_engine(&shell, Engine::new(engine_config, local), mode);

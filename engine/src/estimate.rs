@@ -47,14 +47,7 @@ impl HttpEstimate {
     /// An estimate that assumes `prior_bytes_per_s` until it has measured fetches.
     pub(crate) fn new(prior_bytes_per_s: u64) -> Self {
         let prior_bytes_per_ms = (prior_bytes_per_s as f64 / 1_000.0).max(0.001);
-        Self {
-            ttfb_ms: None,
-            ttfb_dev_ms: 0.0,
-            bytes_per_ms: None,
-            samples: 0,
-            prior_bytes_per_ms,
-            correction: 1.0,
-        }
+        Self { ttfb_ms: None, ttfb_dev_ms: 0.0, bytes_per_ms: None, samples: 0, prior_bytes_per_ms, correction: 1.0 }
     }
 
     /// Records a finished fetch: requested at `started`, first byte at `first_byte`, last byte

@@ -43,7 +43,15 @@ impl Engine {
             if seg.fetch != Fetch::Idle || !seg.needed() {
                 continue;
             }
-            let plan = self.plan(now, id, seg);
+            let mut plan = self.plan(now, id, seg);
+            if matches!(plan, Plan::Wait(_)) && !seg.uploads.is_empty() {
+                // Peers that wait on our relay are better off elsewhere while we have no
+                // source; and without them, we may ask whom they were getting it from.
+                self.drop_uploads(id);
+                let Some(seg) = self.store.get(id) else { continue };
+                plan = self.plan(now, id, seg);
+            }
+            let Some(seg) = self.store.get(id) else { continue };
             match plan {
                 Plan::Http => {
                     match self.why_http(now, seg) {
@@ -61,10 +69,6 @@ impl Engine {
                 }
                 Plan::Peer => self.start_peer(now, id),
                 Plan::Wait(_) => {}
-            }
-            // Peers that wait on our relay are better off elsewhere while we have no source.
-            if self.store.get(id).is_some_and(|s| !s.receiving() && !s.ready() && !s.uploads.is_empty()) {
-                self.drop_uploads(id);
             }
         }
     }

@@ -143,7 +143,8 @@ impl Engine {
                 pieces.push(&[]);
             }
             for piece in pieces {
-                let chunk = Message::Chunk { id, request_id: up.request_id, offset: up.next, total_len, data: piece.to_vec() };
+                let chunk =
+                    Message::Chunk { id, request_id: up.request_id, offset: up.next, total_len, data: piece.to_vec() };
                 out.push(Output::SendToPeer { peer: up.peer.clone(), bytes: chunk.encode() });
                 up.next += piece.len() as u64;
                 sent += piece.len() as u64;

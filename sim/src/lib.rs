@@ -13,6 +13,10 @@
 //! println!("{}", table(&[report]));
 //! ```
 //!
+//! From the command line, `swarmcast sim` runs a grid of swarm sizes, segment durations,
+//! schedulers ([`SCHEDULERS`], through [`run_named`]) and seeds and prints the table
+//! (`docs/BENCHMARKS.md`, "P2P engine").
+//!
 //! The same config (seed included) always yields the same [`Report`]: there is no real clock,
 //! no OS randomness, and events at the same time run in the order they were queued. The
 //! population (arrival times, links, regions, churn) comes from its own seeded stream that no

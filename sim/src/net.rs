@@ -93,7 +93,14 @@ pub struct Net {
 impl Net {
     /// A network with no viewer yet; crossing regions adds `inter_region_us` one way.
     pub fn new(inter_region_us: Micros) -> Self {
-        Self { nodes: Vec::new(), links: PairMap::default(), next_link: 0, inter_region_us, dropped: 0, control_first: false }
+        Self {
+            nodes: Vec::new(),
+            links: PairMap::default(),
+            next_link: 0,
+            inter_region_us,
+            dropped: 0,
+            control_first: false,
+        }
     }
 
     /// Adds a viewer; returns its index.

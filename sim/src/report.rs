@@ -208,7 +208,11 @@ fn mean(group: &[&Report]) -> Report {
         never_started: u(|r| r.never_started),
         live_latency_s_mean: f(|r| r.live_latency_s_mean),
         cdn_requests: u(|r| r.cdn_requests),
-        cdn_fetch_reasons: [u(|r| r.cdn_fetch_reasons[0]), u(|r| r.cdn_fetch_reasons[1]), u(|r| r.cdn_fetch_reasons[2])],
+        cdn_fetch_reasons: [
+            u(|r| r.cdn_fetch_reasons[0]),
+            u(|r| r.cdn_fetch_reasons[1]),
+            u(|r| r.cdn_fetch_reasons[2]),
+        ],
         cdn_requests_per_segment: f(|r| r.cdn_requests_per_segment),
         wasted_bytes: u(|r| r.wasted_bytes),
         wasted_p2p_bytes: u(|r| r.wasted_p2p_bytes),
@@ -272,7 +276,7 @@ pub fn table(reports: &[Report]) -> String {
 pub const CSV_HEADER: &str = "scheduler,peers,segment_duration_ms,duration_s,seed,runs,poor_uplink_share,\
 churn_per_min,sessions,segments_published,http_bytes,p2p_bytes,offload,offload_bound,stalls,stall_s,\
 rebuffer_ratio,startup_ms_mean,startup_ms_p95,never_started,live_latency_s_mean,cdn_requests,\
-cdn_requests_per_segment,wasted_bytes,wasted_p2p_bytes,wasted_ratio,player_failures,live_skips,corrupt_segments,timer_spins,\
+cdn_requests_per_segment,cdn_seed_fetches,cdn_deadline_fetches,cdn_other_fetches,wasted_bytes,wasted_p2p_bytes,wasted_ratio,player_failures,live_skips,corrupt_segments,timer_spins,\
 dropped_messages,purged_messages,overflow_drops,events";
 
 /// CSV with a header line, one row per report (scheduler names are written as given and must
@@ -282,7 +286,7 @@ pub fn csv(reports: &[Report]) -> String {
     for r in reports {
         let _ = writeln!(
             out,
-            "{},{},{},{},{},{},{},{},{},{},{},{},{:.6},{:.6},{},{:.3},{:.6},{:.1},{:.1},{},{:.3},{},{:.4},{},{},{:.6},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{:.6},{:.6},{},{:.3},{:.6},{:.1},{:.1},{},{:.3},{},{:.4},{},{},{},{},{},{:.6},{},{},{},{},{},{},{},{}",
             r.scheduler,
             r.peers,
             r.segment_duration_ms,
@@ -306,6 +310,9 @@ pub fn csv(reports: &[Report]) -> String {
             r.live_latency_s_mean,
             r.cdn_requests,
             r.cdn_requests_per_segment,
+            r.cdn_fetch_reasons[0],
+            r.cdn_fetch_reasons[1],
+            r.cdn_fetch_reasons[2],
             r.wasted_bytes,
             r.wasted_p2p_bytes,
             r.wasted_ratio,

@@ -163,7 +163,11 @@ impl<'c, S: Scheduler, F: FnMut(PeerId) -> S> Swarm<'c, S, F> {
             self.tally.http_bytes += viewer.final_stats.http_bytes;
             self.tally.p2p_bytes += viewer.final_stats.p2p_down_bytes;
             let s = &viewer.final_stats;
-            for (sum, n) in self.tally.cdn_fetch_reasons.iter_mut().zip([s.cdn_seed_fetches, s.cdn_deadline_fetches, s.cdn_other_fetches]) {
+            for (sum, n) in self.tally.cdn_fetch_reasons.iter_mut().zip([
+                s.cdn_seed_fetches,
+                s.cdn_deadline_fetches,
+                s.cdn_other_fetches,
+            ]) {
                 *sum += n;
             }
         }

@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 use swarmcast_sim::reference::CdnOnly;
-use swarmcast_sim::{ConfigError, Dist, SimConfig, run, run_with};
+use swarmcast_sim::{ConfigError, Dist, SimConfig, baseline, run, run_with};
 
 /// A small swarm with the default link mix (poor uplinks, churn), short enough for a debug build.
 fn small(seed: u64) -> SimConfig {
@@ -100,12 +100,32 @@ fn a_bad_config_is_refused() {
 #[test]
 fn the_p2pml_baseline_needs_a_long_window_and_pays_in_latency() {
     // A 6-segment window lies within PML's 15 s high-demand window: everything goes to HTTP.
-    let short = swarmcast_sim::baseline::run(&good_links(4)).unwrap();
+    let short = baseline::run(&good_links(4)).unwrap();
     assert!(short.offload < 0.05, "{short:#?}");
     // 20 segments: hls.js starts 19 segments (38 s) behind the edge; peers serve most of it.
-    let long = swarmcast_sim::baseline::run(&SimConfig { window_segments: 20, ..good_links(4) }).unwrap();
+    let long = baseline::run(&SimConfig { window_segments: 20, ..good_links(4) }).unwrap();
     assert_eq!(long.scheduler, "p2pml");
     assert!(long.offload > 0.5, "{long:#?}");
     assert!(long.live_latency_s_mean > 35.0, "{long:#?}");
     assert_eq!((long.stalls, long.corrupt_segments, long.timer_spins), (0, 0, 0), "{long:#?}");
+}
+
+#[test]
+fn the_engine_beats_the_baseline_at_the_same_latency() {
+    let config = SimConfig { peers: 8, duration_s: 90, join_ramp_s: 10, ..SimConfig::default() };
+    let ours = run(&config).unwrap();
+    assert_eq!((ours.stalls, ours.corrupt_segments, ours.timer_spins), (0, 0, 0), "{ours:#?}");
+    for theirs in [baseline::run_low_latency(&config).unwrap(), baseline::run_tuned(&config).unwrap()] {
+        let same_latency = (ours.live_latency_s_mean - theirs.live_latency_s_mean).abs() < 0.5;
+        assert!(same_latency, "{} s vs {} s", ours.live_latency_s_mean, theirs.live_latency_s_mean);
+        assert!(
+            ours.offload > theirs.offload + 0.2,
+            "{} vs {}: {:.3} vs {:.3}",
+            ours.scheduler,
+            theirs.scheduler,
+            ours.offload,
+            theirs.offload
+        );
+    }
+    assert!(ours.live_latency_s_mean <= 3.0 * config.segment_duration_s() + 1.0, "{ours:#?}");
 }

@@ -44,7 +44,9 @@ fn a_corrupt_segment_from_a_peer_is_dropped_refetched_and_its_sender_banned() {
     feed(&mut e, 200, Input::PeersDiscovered { peers: vec![pid("a")] });
     let out = feed(&mut e, 100_000, Input::PeersDiscovered { peers: vec![pid("a")] });
     assert!(!out.contains(&Output::Connect { peer: pid("a") }), "{out:?}");
-    assert!(feed(&mut e, 100_000, Input::PeerConnected { peer: pid("a") }).contains(&Output::Disconnect { peer: pid("a") }));
+    assert!(
+        feed(&mut e, 100_000, Input::PeerConnected { peer: pid("a") }).contains(&Output::Disconnect { peer: pid("a") })
+    );
     assert!(e.peers.is_banned(&pid("a")));
 }
 
@@ -65,7 +67,10 @@ fn with_a_digest_peer_bytes_are_passed_on_only_once_checked() {
     let (mut e, request_id) = asking_with_digest(&data);
     feed(&mut e, 110, message(&pid("a"), chunk(3, request_id, 0, 20_000, &data[..10_000])));
 
-    let ask = message(&pid("b"), Message::Request { id: id(3), request_id: 9, offset: 0, end: None, deadline_ms: None }.encode());
+    let ask = message(
+        &pid("b"),
+        Message::Request { id: id(3), request_id: 9, offset: 0, end: None, deadline_ms: None }.encode(),
+    );
     let out = feed(&mut e, 120, ask);
     assert!(sent_to(&out, &pid("b")).iter().all(|m| !matches!(m, Message::Chunk { .. })), "unchecked bytes wait");
 

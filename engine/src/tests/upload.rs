@@ -80,7 +80,10 @@ fn what_we_cannot_serve_is_answered_absent() {
     let absent = |request_id| vec![Message::Absent { id: id(3), request_id }];
 
     assert_eq!(sent_to(&feed(&mut e, 200, request(1, 10_001)), &pid("a")), absent(1));
-    let other = message(&pid("a"), Message::Request { id: id(4), request_id: 2, offset: 0, end: None, deadline_ms: None }.encode());
+    let other = message(
+        &pid("a"),
+        Message::Request { id: id(4), request_id: 2, offset: 0, end: None, deadline_ms: None }.encode(),
+    );
     assert_eq!(sent_to(&feed(&mut e, 200, other), &pid("a")), vec![Message::Absent { id: id(4), request_id: 2 }]);
 }
 
@@ -195,11 +198,17 @@ fn upload_gating_refuses_what_the_uplink_cannot_send_in_time() {
     assert!(matches!(first[0], Message::Chunk { .. }), "an idle uplink serves: {first:?}");
 
     // 0.8 s queued already: another copy would end after 1.6 s, past the budget (1 s).
-    let b = message(&pid("b"), Message::Request { id: id(3), request_id: 2, offset: 0, end: None, deadline_ms: None }.encode());
+    let b = message(
+        &pid("b"),
+        Message::Request { id: id(3), request_id: 2, offset: 0, end: None, deadline_ms: None }.encode(),
+    );
     assert_eq!(sent_to(&feed(&mut e, 210, b), &pid("b")), vec![Message::Absent { id: id(3), request_id: 2 }]);
 
     // Once the queue drained, it serves again.
-    let b = message(&pid("b"), Message::Request { id: id(3), request_id: 3, offset: 0, end: None, deadline_ms: None }.encode());
+    let b = message(
+        &pid("b"),
+        Message::Request { id: id(3), request_id: 3, offset: 0, end: None, deadline_ms: None }.encode(),
+    );
     assert!(matches!(sent_to(&feed(&mut e, 1_100, b), &pid("b"))[0], Message::Chunk { .. }));
 }
 
@@ -213,5 +222,8 @@ fn an_uplink_slower_than_the_stream_announces_nothing_and_serves_nobody() {
     };
 
     assert_eq!(sent_to(&out, &pid("a")), vec![Message::Have { segments: vec![], fetching: vec![] }]);
-    assert_eq!(sent_to(&feed(&mut e, 200, request(1, 0)), &pid("a")), vec![Message::Absent { id: id(3), request_id: 1 }]);
+    assert_eq!(
+        sent_to(&feed(&mut e, 200, request(1, 0)), &pid("a")),
+        vec![Message::Absent { id: id(3), request_id: 1 }]
+    );
 }

@@ -263,8 +263,10 @@ impl P2pml {
         });
         load.via = Via::Peer { peer: peer.clone(), request_id, last_byte: now };
         let offset = load.data.len() as u64;
-        self.outputs
-            .push_back(Output::SendToPeer { peer, bytes: Message::Request { id, request_id, offset, end: None, deadline_ms: None }.encode() });
+        self.outputs.push_back(Output::SendToPeer {
+            peer,
+            bytes: Message::Request { id, request_id, offset, end: None, deadline_ms: None }.encode(),
+        });
     }
 
     /// PML `loadRandomThroughHttp`: fetch some segments nobody has, so that about one peer in

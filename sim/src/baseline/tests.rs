@@ -39,7 +39,14 @@ fn serves_stored_segments_and_refuses_missing_ones() {
         .collect::<Vec<_>>();
     assert_eq!(chunks, vec![(2, 4), (6, 4)]);
     assert_eq!(s.stats().p2p_up_bytes, 8);
-    let missing = Message::Request { id: SegmentId { rendition: 0, msn: 4 }, request_id: 8, offset: 0, end: None, deadline_ms: None }.encode();
+    let missing = Message::Request {
+        id: SegmentId { rendition: 0, msn: 4 },
+        request_id: 8,
+        offset: 0,
+        end: None,
+        deadline_ms: None,
+    }
+    .encode();
     s.handle_input(50, Input::PeerMessage { peer, bytes: missing });
     let absent = std::iter::from_fn(|| s.poll_output()).any(|o| {
         matches!(o, Output::SendToPeer { bytes, .. } if matches!(Message::decode(&bytes), Ok(Message::Absent { .. })))
