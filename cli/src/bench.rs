@@ -5,7 +5,9 @@
 //!   opens `--connections` websocket clients spread over `127.0.0.x` source addresses (one
 //!   address has about 28k ephemeral ports), measures the server's resident memory per idle
 //!   connection, then relays offers between `--pairs` pairs at `--rate` messages per second and
-//!   reports p50/p99 relay latency (sender write to recipient read).
+//!   reports p50/p99 relay latency (sender write to recipient read). With `--nodes 2 --broker
+//!   redis://…` it starts two nodes joined by that broker, spreads the connections over both and
+//!   pairs a sender on one node with a recipient on the other, so every relay crosses the broker.
 //! - `tracker` measures the swarm state per (peer, swarm).
 //!
 //! Raise the open-file limit first for large runs (`ulimit -n 300000`); the child inherits it.
@@ -73,6 +75,13 @@ struct SignallingArgs {
     /// Token secret of the server.
     #[arg(long, default_value = "bench-secret")]
     secret: String,
+    /// Signalling nodes to start (1 or 2); with 2, every relay goes from one node to the other
+    /// through `--broker`.
+    #[arg(long, default_value_t = 1)]
+    nodes: usize,
+    /// Redis URL joining the nodes (`redis://127.0.0.1:6379`); required with `--nodes 2`.
+    #[arg(long)]
+    broker: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -115,20 +124,35 @@ fn tracker(args: &TrackerArgs) {
 type Ws = WebSocketStream<TcpStream>;
 
 async fn signalling(args: SignallingArgs) -> anyhow::Result<()> {
-    let (url, pid, _child) = match (&args.url, args.pid) {
-        (Some(url), pid) => (url.clone(), pid, None),
-        (None, _) => {
-            let (url, child) = spawn_server(&args.secret).await?;
-            let pid = child.id();
-            (url, pid, Some(child))
+    if !(1..=2).contains(&args.nodes) || (args.nodes == 2 && (args.broker.is_none() || args.url.is_some())) {
+        bail!("--nodes is 1, or 2 with --broker and without --url");
+    }
+    let mut urls = Vec::new();
+    let mut pids = Vec::new();
+    let mut _children = Vec::new();
+    match (&args.url, args.pid) {
+        (Some(url), pid) => {
+            urls.push(url.clone());
+            pids.extend(pid);
         }
-    };
-    let rss = || pid.and_then(rss_bytes);
+        (None, _) => {
+            for node in 0..args.nodes {
+                let broker = args.broker.as_deref().map(|b| (b, format!("bench-node-{node}")));
+                let (url, child) = spawn_server(&args.secret, broker).await?;
+                pids.extend(child.id());
+                urls.push(url);
+                _children.push(child);
+            }
+        }
+    }
+    // The memory of all nodes together; unknown when a pid is missing.
+    let known = pids.len() == urls.len();
+    let rss = || if known { pids.iter().map(|p| rss_bytes(*p)).sum::<Option<u64>>() } else { None };
     let base = rss();
-    println!("signalling server at {url}, RSS at start {}", mib(base));
+    println!("signalling at {}, RSS at start {}", urls.join(" + "), mib(base));
 
     let started = Instant::now();
-    let conns = open_all(&url, &args).await?;
+    let conns = open_all(&urls, &args).await?;
     let open_s = started.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let held = rss();
@@ -146,10 +170,15 @@ async fn signalling(args: SignallingArgs) -> anyhow::Result<()> {
 }
 
 /// Starts `swarmcast serve signalling` on a free loopback port with limits raised for the bench.
-async fn spawn_server(secret: &str) -> anyhow::Result<(String, tokio::process::Child)> {
+/// With `broker` (URL, node id), the server joins that cluster.
+async fn spawn_server(secret: &str, broker: Option<(&str, String)>) -> anyhow::Result<(String, tokio::process::Child)> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let exe = std::env::current_exe()?;
-    let child = tokio::process::Command::new(exe)
+    let mut command = tokio::process::Command::new(exe);
+    if let Some((url, node)) = broker {
+        command.env("SWARMCAST_SIGNALLING_BROKER_URL", url).env("SWARMCAST_SIGNALLING_NODE_ID", node);
+    }
+    let child = command
         .args(["serve", "signalling", "--listen", &format!("127.0.0.1:{port}")])
         .env("SWARMCAST_SIGNALLING_SECRET", secret)
         .env("SWARMCAST_SIGNALLING_MAX_CONNECTIONS", "10000000")
@@ -173,12 +202,17 @@ async fn spawn_server(secret: &str) -> anyhow::Result<(String, tokio::process::C
     bail!("the signalling server did not come up at {health}")
 }
 
-/// Opens `args.connections` clients, 512 at a time, each from its share of source addresses.
-async fn open_all(url: &str, args: &SignallingArgs) -> anyhow::Result<Vec<Ws>> {
-    let url = url::Url::parse(url)?;
-    let host = url.host_str().context("url without host")?.to_owned();
-    let port = url.port().context("url without port")?;
-    let server: SocketAddr = format!("{host}:{port}").parse().context("the bench url needs an IP address")?;
+/// Opens `args.connections` clients, 512 at a time, each from its share of source addresses;
+/// client `i` goes to node `i % urls.len()`.
+async fn open_all(urls: &[String], args: &SignallingArgs) -> anyhow::Result<Vec<Ws>> {
+    let mut servers = Vec::new();
+    for url in urls {
+        let url = url::Url::parse(url)?;
+        let host = url.host_str().context("url without host")?.to_owned();
+        let port = url.port().context("url without port")?;
+        let server: SocketAddr = format!("{host}:{port}").parse().context("the bench url needs an IP address")?;
+        servers.push((url, server));
+    }
     let gate = Arc::new(Semaphore::new(512));
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..args.connections {
@@ -186,7 +220,8 @@ async fn open_all(url: &str, args: &SignallingArgs) -> anyhow::Result<Vec<Ws>> {
         let source = Ipv4Addr::new(127, 0, 0, 1 + u8::try_from(i / args.per_source.max(1)).unwrap_or(254));
         let peer = format!("b{i:x}");
         let token = peer_token(&args.secret, &peer);
-        let url = format!("{url}?peer_id={peer}&token={token}");
+        let (url, server) = &servers[i % servers.len()];
+        let (url, server) = (format!("{url}?peer_id={peer}&token={token}"), *server);
         tasks.spawn(async move {
             let ws = connect_from(IpAddr::V4(source), server, &url).await;
             drop(permit);

@@ -9,8 +9,12 @@ use serde::{Deserialize, Serialize};
 pub struct Config {
     /// HMAC key for session tokens, shared with the tracker and signalling. Must not be empty.
     pub secret: String,
-    /// Base URL of the tracker handed to agents, e.g. `http://127.0.0.1:7001`.
+    /// Base URL of the tracker handed to agents, e.g. `http://127.0.0.1:7001`, when
+    /// `tracker_shards` is empty.
     pub tracker_url: String,
+    /// Base URLs of the tracker shards; when not empty, each (customer, content) is handed the
+    /// shard a rendezvous hash picks, so all its swarms live on one shard.
+    pub tracker_shards: Vec<String>,
     /// URL of the signalling websocket handed to agents, e.g. `ws://127.0.0.1:7002/v1/ws`.
     pub signalling_url: String,
     /// Base URL of analytics handed to agents, e.g. `http://127.0.0.1:7003`.
@@ -40,6 +44,7 @@ impl Default for Config {
         Self {
             secret: String::new(),
             tracker_url: "http://127.0.0.1:7001".into(),
+            tracker_shards: Vec::new(),
             signalling_url: "ws://127.0.0.1:7002/v1/ws".into(),
             analytics_url: "http://127.0.0.1:7003".into(),
             contents: Vec::new(),
@@ -117,6 +122,12 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// The tracker URL for (`customer`, `content`): its shard among `tracker_shards`, or
+    /// `tracker_url` when there are none.
+    pub fn tracker_for(&self, customer: &str, content: &str) -> &str {
+        crate::shard::pick(&self.tracker_shards, customer, content).unwrap_or(&self.tracker_url)
+    }
+
     /// Checks the invariants the server relies on.
     ///
     /// # Errors

@@ -22,6 +22,7 @@ mod catalog;
 mod config;
 mod error;
 mod routes;
+mod shard;
 
 use std::future::Future;
 use std::sync::{Arc, RwLock};

@@ -42,6 +42,17 @@ pub struct Config {
     /// Most outgoing bytes buffered per connection, in bytes; must hold one largest message
     /// ([`protocol::signal::MAX_MESSAGE_BYTES`]) plus `ws_write_buffer_bytes`.
     pub ws_max_write_buffer_bytes: usize,
+    /// Redis URL of the broker that joins signalling nodes into one cluster, e.g.
+    /// `redis://127.0.0.1:6379`; empty runs a single node (relays only between its own peers).
+    pub broker_url: String,
+    /// This node's id in the cluster, unique per running node; empty picks a random one at start.
+    pub node_id: String,
+    /// Lifetime of a peer's entry in the broker's directory, in seconds; refreshed every third of
+    /// it while the peer is connected, so a node that dies without cleaning up is forgotten after it.
+    pub peer_ttl_s: u64,
+    /// Longest wait for one broker operation, in milliseconds; a cross-node relay that takes
+    /// longer is reported `undeliverable` (`broker_unavailable`) to its sender.
+    pub broker_timeout_ms: u64,
 }
 
 impl Default for Config {
@@ -61,6 +72,10 @@ impl Default for Config {
             ws_read_buffer_bytes: 4096,
             ws_write_buffer_bytes: 4096,
             ws_max_write_buffer_bytes: 128 * 1024,
+            broker_url: String::new(),
+            node_id: String::new(),
+            peer_ttl_s: 30,
+            broker_timeout_ms: 5000,
         }
     }
 }
@@ -74,11 +89,13 @@ pub enum ConfigError {
     EmptySecret,
     /// A timeout, rate, queue length or cap is 0, which would refuse or close everything.
     #[error(
-        "idle_timeout_s, send_timeout_s, max_messages_per_s, burst_messages, queue_messages, max_connections_per_ip, offer_ttl_s and max_links must be above 0"
+        "idle_timeout_s, send_timeout_s, max_messages_per_s, burst_messages, queue_messages, max_connections_per_ip, offer_ttl_s, max_links, peer_ttl_s and broker_timeout_ms must be above 0"
     )]
     Zero,
     /// The websocket buffers cannot hold one largest message.
-    #[error("ws_max_write_buffer_bytes must exceed ws_write_buffer_bytes + MAX_MESSAGE_BYTES, and ws_read_buffer_bytes be above 0")]
+    #[error(
+        "ws_max_write_buffer_bytes must exceed ws_write_buffer_bytes + MAX_MESSAGE_BYTES, and ws_read_buffer_bytes be above 0"
+    )]
     Buffers,
 }
 
@@ -98,7 +115,9 @@ impl Config {
             || self.queue_messages == 0
             || self.max_connections_per_ip == 0
             || self.offer_ttl_s == 0
-            || self.max_links == 0;
+            || self.max_links == 0
+            || self.peer_ttl_s == 0
+            || self.broker_timeout_ms == 0;
         if zero {
             return Err(ConfigError::Zero);
         }
@@ -107,6 +126,17 @@ impl Config {
             return Err(ConfigError::Buffers);
         }
         Ok(())
+    }
+
+    /// [`Config::node_id`], or a random id when it is empty (process id and clock, hex).
+    pub fn node_id_or_random(&self) -> String {
+        if !self.node_id.is_empty() {
+            return self.node_id.clone();
+        }
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let seq = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("{:x}-{:x}-{seq}", std::process::id(), nanos & u128::from(u64::MAX))
     }
 }
 

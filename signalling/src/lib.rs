@@ -14,6 +14,10 @@
 //! [`protocol::signal::CLOSE_IDLE`] after [`Config::idle_timeout_s`] of silence. Routing
 //! decisions live in the pure `relay` module; `ws` is the socket shell.
 //!
+//! With [`Config::broker_url`] set, nodes sharing one Redis form a cluster: a peer may signal a
+//! peer connected to another node (module `cluster`, Redis in `broker`; docs/ARCHITECTURE.md,
+//! "Scale-out").
+//!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
 //! let config = swarmcast_signalling::Config { secret: "s3cret".into(), ..Default::default() };
@@ -23,11 +27,14 @@
 //! ```
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod broker;
+mod cluster;
 mod config;
 mod error;
 mod links;
 mod per_ip;
 mod relay;
+pub mod testing;
 mod ws;
 
 use std::future::Future;
@@ -42,9 +49,11 @@ use prometheus_client::metrics::gauge::Gauge;
 use service::Metrics;
 use tokio::net::TcpListener;
 
+pub use broker::BrokerError;
 pub use config::{Config, ConfigError};
 pub use error::ApiError;
 
+use broker::Broker;
 use links::Policy;
 use per_ip::PerIp;
 use relay::Registry;
@@ -63,6 +72,8 @@ struct Inner {
     per_ip: PerIp,
     connections: Gauge,
     relayed: Counter,
+    forwarded: Counter,
+    broker: Option<Broker>,
     rejected: Family<[(&'static str, &'static str); 1], Counter>,
     /// Turns true when the server shuts down, so open websockets close with "going away".
     stopping: tokio::sync::watch::Sender<bool>,
@@ -75,6 +86,11 @@ impl AppState {
     /// # Errors
     /// [`ConfigError`] when `config` does not pass [`Config::validate`].
     pub fn new(config: Config, metrics: &Metrics) -> Result<Self, ConfigError> {
+        Self::build(config, metrics, None)
+    }
+
+    /// [`AppState::new`] for a cluster node reaching other nodes through `broker`.
+    fn build(config: Config, metrics: &Metrics, broker: Option<Broker>) -> Result<Self, ConfigError> {
         config.validate()?;
         let policy = Policy {
             require_intro: config.require_introduction,
@@ -88,11 +104,18 @@ impl AppState {
             registry: Mutex::new(Registry::new()),
             connections: Gauge::default(),
             relayed: Counter::default(),
+            forwarded: Counter::default(),
+            broker,
             rejected: Family::default(),
             stopping: tokio::sync::watch::Sender::new(false),
         };
         metrics.register("signalling_connections", "Open websocket connections", inner.connections.clone());
         metrics.register("signalling_relayed", "Signals delivered to their recipient's queue", inner.relayed.clone());
+        metrics.register(
+            "signalling_forwarded",
+            "Signals published to the recipient's node through the broker",
+            inner.forwarded.clone(),
+        );
         metrics.register("signalling_rejected", "Refused upgrades and frames, by reason", inner.rejected.clone());
         Ok(Self { inner: Arc::new(inner) })
     }
@@ -113,10 +136,12 @@ pub fn router(state: AppState) -> Router {
     Router::new().route("/v1/ws", get(ws::upgrade)).with_state(state)
 }
 
-/// Serves signalling on `listener` until `shutdown` resolves (see [`service::serve`]).
+/// Serves signalling on `listener` until `shutdown` resolves (see [`service::serve`]). With a
+/// [`Config::broker_url`], connects to the broker and subscribes to this node's channel first.
 ///
 /// # Errors
-/// `InvalidInput` when `config` is invalid; IO errors from the listener.
+/// `InvalidInput` when `config` is invalid; `ConnectionRefused` when the broker cannot be reached
+/// (a [`BrokerError`] inside); IO errors from the listener.
 pub async fn run(
     config: Config,
     listener: TcpListener,
@@ -126,12 +151,33 @@ pub async fn run(
     // accepted socket.
     socket2::SockRef::from(&listener).set_tcp_nodelay(true)?;
     let metrics = Metrics::new();
-    let state =
-        AppState::new(config, &metrics).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    config.validate().map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let refused = |e: BrokerError| std::io::Error::new(std::io::ErrorKind::ConnectionRefused, e);
+    let cluster = if config.broker_url.is_empty() {
+        None
+    } else {
+        let timeout = Duration::from_millis(config.broker_timeout_ms);
+        let node = config.node_id_or_random();
+        let broker = Broker::connect(&config.broker_url, node, config.peer_ttl_s, timeout).await.map_err(refused)?;
+        let pubsub = broker.subscribe().await.map_err(refused)?;
+        tracing::info!(node = broker.node(), "joined the signalling cluster");
+        Some((broker, pubsub))
+    };
+    let broker = cluster.as_ref().map(|(broker, _)| broker.clone());
+    let state = AppState::build(config, &metrics, broker)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let tasks = match cluster {
+        Some((broker, pubsub)) => cluster::start(&state, broker, pubsub),
+        None => Vec::new(),
+    };
     let stopping = state.clone();
     let shutdown = async move {
         shutdown.await;
         stopping.inner.stopping.send_replace(true);
     };
-    service::serve(listener, router(state), metrics, shutdown).await
+    let served = service::serve(listener, router(state), metrics, shutdown).await;
+    for task in tasks {
+        task.abort();
+    }
+    served
 }

@@ -58,7 +58,8 @@ impl Refusal {
 }
 
 /// The kind of a signal, as far as the rules care.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub(crate) enum Kind {
     Offer,
     Answer,

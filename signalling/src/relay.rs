@@ -108,10 +108,63 @@ impl<S> Registry<S> {
         if from == to || self.route(scope, to).is_none() {
             return Err(Unroutable::UnknownPeer);
         }
-        if let Some(sender) = self.conns.get_mut(from) {
-            sender.links.on_send(now, to, kind, policy).map_err(Unroutable::Refused)?;
+        self.send_side(now, from, to, kind, policy).map_err(Unroutable::Refused)?;
+        self.receive(now, from, scope, to, kind, policy)
+    }
+
+    /// Whether `peer` is connected here, in any scope.
+    pub(crate) fn is_local(&self, peer: &PeerId) -> bool {
+        self.conns.contains_key(peer)
+    }
+
+    /// The handle of `peer` whatever its scope (replies addressed to it by another node).
+    pub(crate) fn handle(&self, peer: &PeerId) -> Option<&S> {
+        self.conns.get(peer).map(|c| &c.handle)
+    }
+
+    /// The peers connected here.
+    pub(crate) fn peers(&self) -> impl Iterator<Item = &PeerId> {
+        self.conns.keys()
+    }
+
+    /// The sender's half of [`Registry::relay`]: checks and records a `kind` signal from the local
+    /// peer `from` to `to`, which may live on another node. A sender that is not (or no longer)
+    /// connected here has no table to check.
+    ///
+    /// # Errors
+    /// The [`Refusal`] of the sender's table.
+    pub(crate) fn send_side(
+        &mut self,
+        now: Instant,
+        from: &PeerId,
+        to: &PeerId,
+        kind: Kind,
+        policy: &Policy,
+    ) -> Result<(), Refusal> {
+        match self.conns.get_mut(from) {
+            Some(sender) => sender.links.on_send(now, to, kind, policy),
+            None => Ok(()),
         }
-        let recipient = self.conns.get_mut(to).ok_or(Unroutable::UnknownPeer)?;
+    }
+
+    /// The recipient's half of [`Registry::relay`]: checks and records a `kind` signal from
+    /// `from` (in `scope`, possibly on another node) to the local peer `to`; returns its handle.
+    ///
+    /// # Errors
+    /// [`Unroutable`]: `to` is not here within `scope`, or its table refuses the signal.
+    pub(crate) fn receive(
+        &mut self,
+        now: Instant,
+        from: &PeerId,
+        scope: &Scope,
+        to: &PeerId,
+        kind: Kind,
+        policy: &Policy,
+    ) -> Result<&S, Unroutable> {
+        let recipient = self.conns.get_mut(to).filter(|c| c.scope == *scope).ok_or(Unroutable::UnknownPeer)?;
+        if from == to {
+            return Err(Unroutable::UnknownPeer);
+        }
         recipient.links.on_receive(now, from, kind, policy).map_err(Unroutable::Refused)?;
         Ok(&recipient.handle)
     }
@@ -146,9 +199,11 @@ pub(crate) enum Action {
 /// [`ServerMessage::Error`] (`malformed` / `too_large`); the connection stays.
 pub(crate) fn on_text(from: &PeerId, text: &str) -> Action {
     match ClientMessage::parse(text) {
-        Ok(ClientMessage::Relay { to, signal }) => {
-            Action::Relay { to, kind: Kind::from(&signal), message: ServerMessage::Relay { from: from.clone(), signal } }
-        }
+        Ok(ClientMessage::Relay { to, signal }) => Action::Relay {
+            to,
+            kind: Kind::from(&signal),
+            message: ServerMessage::Relay { from: from.clone(), signal },
+        },
         Ok(ClientMessage::Ping) => Action::Reply(ServerMessage::Pong),
         Ok(ClientMessage::Introduce { intro }) => Action::Introduce(intro),
         Err(FrameError::TooLarge(_)) => Action::Reply(error("too_large")),

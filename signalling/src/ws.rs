@@ -21,8 +21,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::links::Kind;
 use crate::per_ip::Slot;
-use crate::relay::{self, Action, Scope, TokenBucket};
-use crate::{ApiError, AppState};
+use crate::relay::{self, Action, Registry, Scope, TokenBucket};
+use crate::{ApiError, AppState, cluster};
 
 /// How the rest of the server reaches one connection: its outgoing queue and its close signal.
 #[derive(Debug)]
@@ -33,7 +33,7 @@ pub(crate) struct ConnHandle {
 
 impl ConnHandle {
     /// Asks the connection to close with `code`; dropping the handle without this closes it too.
-    fn close(self, code: u16, reason: &'static str) {
+    pub(crate) fn close(self, code: u16, reason: &'static str) {
         // The connection may already be gone; then there is nothing to close.
         let _ = self.close.send((code, reason));
     }
@@ -57,7 +57,9 @@ pub(crate) async fn upgrade(
     let admitted = authorize(&state, query).and_then(|(peer, scope)| {
         // Without the client address (a router served without connect info) there is no cap.
         let slot = match client {
-            Some(Extension(ConnectInfo(addr))) => Some(state.inner.per_ip.acquire(addr.ip()).ok_or(ApiError::PerIpCap)?),
+            Some(Extension(ConnectInfo(addr))) => {
+                Some(state.inner.per_ip.acquire(addr.ip()).ok_or(ApiError::PerIpCap)?)
+            }
             None => None,
         };
         Ok((peer, scope, slot))
@@ -73,6 +75,9 @@ pub(crate) async fn upgrade(
         Ok(ws) => ws,
         Err(rejection) => return rejection.into_response(),
     };
+    // Claimed in the broker's directory before the client learns it is connected, so a relay it
+    // triggers right away finds it, and of two racing connections of one peerId the later wins.
+    cluster::claim(&state, &peer).await;
     let config = &state.inner.config;
     ws.max_message_size(MAX_MESSAGE_BYTES)
         .max_frame_size(MAX_MESSAGE_BYTES)
@@ -125,7 +130,7 @@ async fn connection(state: AppState, peer: PeerId, scope: Scope, _slot: Option<S
             _ = stopping.wait_for(|stop| *stop) => break Some((close_code::AWAY, "server shutting down")),
             () = tokio::time::sleep_until(deadline) => break Some((CLOSE_IDLE, "idle")),
             queued = outgoing.recv() => match queued {
-                Some(text) => Message::Text(text),
+                Some(text) => Out::Send(Message::Text(text)),
                 None => break Some((CLOSE_SLOW_CONSUMER, "dropped")),
             },
             incoming = stream.next() => {
@@ -133,11 +138,21 @@ async fn connection(state: AppState, peer: PeerId, scope: Scope, _slot: Option<S
                 let Some(Ok(message)) = incoming else { break None };
                 deadline = tokio::time::Instant::now() + idle;
                 match on_message(&state, &peer, &scope, &mut bucket, message) {
-                    Step::Reply(reply) => Message::Text(encode(&reply)),
+                    Step::Reply(reply) => Out::Send(Message::Text(encode(&reply))),
+                    Step::Forward(envelope) => Out::Forward(envelope),
                     Step::Nothing => continue,
                     Step::Stop => break None,
                 }
             }
+        };
+        let reply = match reply {
+            Out::Send(message) => message,
+            // Awaited outside the select (its futures are not Send) and before the next frame is
+            // read, so one sender's signals reach the broker in order.
+            Out::Forward(envelope) => match cluster::forward(&state, envelope).await {
+                Some(reply) => Message::Text(encode(&reply)),
+                None => continue,
+            },
         };
         match tokio::time::timeout(send_timeout, sink.send(reply)).await {
             Ok(Ok(())) => {}
@@ -149,14 +164,25 @@ async fn connection(state: AppState, peer: PeerId, scope: Scope, _slot: Option<S
         let frame = CloseFrame { code, reason: reason.into() };
         let _ = tokio::time::timeout(send_timeout, sink.send(Message::Close(Some(frame)))).await;
     }
-    state.registry().unregister(&peer, conn_id);
+    let unregistered = state.registry().unregister(&peer, conn_id);
+    if unregistered {
+        cluster::release(&state, &peer).await;
+    }
     state.inner.connections.dec();
     tracing::debug!(%peer, ?close_with, "disconnected");
+}
+
+/// What the loop writes next: a frame, or the answer of a cross-node relay.
+enum Out {
+    Send(Message),
+    Forward(crate::broker::Envelope),
 }
 
 /// What the loop does after one inbound frame.
 enum Step {
     Reply(ServerMessage),
+    /// Publish to the recipient's node.
+    Forward(crate::broker::Envelope),
     Nothing,
     Stop,
 }
@@ -183,9 +209,13 @@ fn on_message(state: &AppState, peer: &PeerId, scope: &Scope, bucket: &mut Token
             }
             Step::Reply(reply)
         }
-        Action::Relay { to, kind, message } => match deliver(state, peer, scope, to, kind, &message) {
-            Some(reply) => Step::Reply(reply),
-            None => Step::Nothing,
+        Action::Relay { to, kind, message } => match cluster::outbound(state, peer, scope, &to, kind, &message) {
+            Some(Ok(envelope)) => Step::Forward(envelope),
+            Some(Err(reply)) => Step::Reply(reply),
+            None => match deliver(state, peer, scope, to, kind, &message) {
+                Some(reply) => Step::Reply(reply),
+                None => Step::Nothing,
+            },
         },
         Action::Introduce(text) => match introduce(state, peer, scope, &text) {
             Ok(()) => Step::Nothing,
@@ -224,34 +254,47 @@ fn deliver(
 ) -> Option<ServerMessage> {
     let text = encode(message);
     let mut registry = state.registry();
-    let handle = match registry.relay(Instant::now(), from, scope, &to, kind, &state.inner.policy) {
-        Ok(handle) => handle,
-        Err(unroutable) => {
-            state.reject(unroutable.reason());
-            return Some(relay::undeliverable(to, unroutable.reason()));
-        }
+    if let Err(unroutable) = registry.relay(Instant::now(), from, scope, &to, kind, &state.inner.policy) {
+        state.reject(unroutable.reason());
+        return Some(relay::undeliverable(to, unroutable.reason()));
+    }
+    enqueue(state, &mut registry, &to, text).err().map(|reason| relay::undeliverable(to, reason))
+}
+
+/// Queues `text` for the local peer `to`; the reason to report when that fails. A recipient
+/// whose queue is full is a slow consumer: it is dropped and told to close.
+pub(crate) fn enqueue(
+    state: &AppState,
+    registry: &mut Registry<ConnHandle>,
+    to: &PeerId,
+    text: Utf8Bytes,
+) -> Result<(), &'static str> {
+    let Some(handle) = registry.handle(to) else {
+        state.reject("unknown_peer");
+        return Err("unknown_peer");
     };
     match handle.queue.try_send(text) {
         Ok(()) => {
             state.inner.relayed.inc();
-            None
+            Ok(())
         }
         Err(TrySendError::Full(_)) => {
-            if let Some(slow) = registry.remove(&to) {
+            if let Some(slow) = registry.remove(to) {
                 slow.close(CLOSE_SLOW_CONSUMER, "slow consumer");
             }
             state.reject("slow_peer");
-            Some(relay::undeliverable(to, "slow_peer"))
+            Err("slow_peer")
         }
         Err(TrySendError::Closed(_)) => {
-            registry.remove(&to);
+            registry.remove(to);
             state.reject("unknown_peer");
-            Some(relay::undeliverable(to, "unknown_peer"))
+            Err("unknown_peer")
         }
     }
 }
 
-fn encode(message: &ServerMessage) -> Utf8Bytes {
+/// The text frame of `message`.
+pub(crate) fn encode(message: &ServerMessage) -> Utf8Bytes {
     // Serializing these plain enums of strings and integers cannot fail.
     serde_json::to_string(message).unwrap_or_default().into()
 }

@@ -7,7 +7,7 @@ use anyhow::{Result, bail};
 
 use crate::run;
 
-/// Ensures the wasm target, ffmpeg, npm packages and (with `browser`) Chromium are present.
+/// Ensures the wasm target, ffmpeg, redis-server, npm packages and (with `browser`) Chromium are present.
 pub(crate) fn install(browser: bool) -> Result<()> {
     let targets = output("rustup", &["target", "list", "--installed"]).unwrap_or_default();
     if !targets.contains("wasm32-unknown-unknown") {
@@ -22,6 +22,10 @@ pub(crate) fn install(browser: bool) -> Result<()> {
     }
     if browser && !on_path("ip") {
         packages.push("iproute2");
+    }
+    // The signalling cluster tests start a throwaway broker.
+    if !on_path("redis-server") {
+        packages.push("redis-server");
     }
     if !on_path("npm") {
         packages.extend(["nodejs", "npm"]);

@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::{Extension, Json};
-use protocol::api::{ConfigResponse, ContentSettings, MAX_NAME_LEN};
 use protocol::access;
+use protocol::api::{ConfigResponse, ContentSettings, MAX_NAME_LEN};
 use protocol::token::{self, Claims};
 use serde::Deserialize;
 
@@ -50,6 +50,7 @@ pub(crate) async fn get_config(
     };
     let bucket = rollout_bucket(format!("{who}|{}|{}", params.customer, params.content).as_bytes());
     let p2p_enabled = p2p_on(&settings, bucket);
+    let tracker_url = inner.config.tracker_for(&params.customer, &params.content).to_owned();
     let token = if p2p_enabled {
         // The rules ride in the token so the tracker applies them when matching.
         let claims = Claims {
@@ -70,7 +71,7 @@ pub(crate) async fn get_config(
         p2p_enabled,
         rollout_bucket: bucket,
         rules: settings.rules,
-        tracker_url: inner.config.tracker_url.clone(),
+        tracker_url,
         signalling_url: inner.config.signalling_url.clone(),
         analytics_url: inner.config.analytics_url.clone(),
         token,
