@@ -283,7 +283,9 @@ async fn latency(mut conns: Vec<Ws>, args: &SignallingArgs) -> anyhow::Result<()
             let mut samples = Vec::new();
             let (_, mut stream) = to.split();
             while let Ok(Some(Ok(Message::Text(text)))) = tokio::time::timeout_at(drained, stream.next()).await {
-                if let Ok(ServerMessage::Relay { signal: Signal::Offer { sdp }, .. }) = ServerMessage::parse(text.as_str()) {
+                if let Ok(ServerMessage::Relay { signal: Signal::Offer { sdp }, .. }) =
+                    ServerMessage::parse(text.as_str())
+                {
                     let sent_us: u64 = sdp.split(' ').next().and_then(|t| t.parse().ok()).unwrap_or(0);
                     samples.push(epoch.elapsed().as_micros() as u64 - sent_us);
                     received.fetch_add(1, Ordering::Relaxed);

@@ -240,7 +240,9 @@ fn ladder(ladder: Ladder) -> Vec<transcoder::Rung> {
         audio_kbps: 96,
     };
     match ladder {
-        Ladder::Reference => vec![rung("360p", 640, 360, 1000), rung("540p", 960, 540, 1800), rung("720p", 1280, 720, 2300)],
+        Ladder::Reference => {
+            vec![rung("360p", 640, 360, 1000), rung("540p", 960, 540, 1800), rung("720p", 1280, 720, 2300)]
+        }
         Ladder::Small => vec![rung("180p", 320, 180, 300), rung("270p", 480, 270, 500), rung("360p", 640, 360, 800)],
     }
 }
@@ -262,14 +264,16 @@ async fn dead_address(ip: IpAddr) -> anyhow::Result<String> {
 async fn wait_for_stream(master_url: &str) -> anyhow::Result<()> {
     let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
     for _ in 0..120 {
-        if let Ok(resp) = client.get(master_url).send().await {
-            if resp.status().is_success() {
-                return Ok(());
-            }
+        if let Ok(resp) = client.get(master_url).send().await
+            && resp.status().is_success()
+        {
+            return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    bail!("the live stream did not appear at {master_url} within 30 s (is ffmpeg working? RUST_LOG=debug shows its output)")
+    bail!(
+        "the live stream did not appear at {master_url} within 30 s (is ffmpeg working? RUST_LOG=debug shows its output)"
+    )
 }
 
 fn random_hex(bytes: usize) -> String {

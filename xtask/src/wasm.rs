@@ -35,7 +35,21 @@ pub(crate) fn build(root: &Path) -> Result<()> {
     if wasm_opt.exists() {
         let wasm = root.join(WASM);
         let wasm = wasm.to_string_lossy();
-        run(&wasm_opt.to_string_lossy(), &["-Oz", "--enable-bulk-memory", "--enable-nontrapping-float-to-int", "--enable-reference-types", "--enable-sign-ext", "--enable-multivalue", "--enable-mutable-globals", &wasm, "-o", &wasm])?;
+        run(
+            &wasm_opt.to_string_lossy(),
+            &[
+                "-Oz",
+                "--enable-bulk-memory",
+                "--enable-nontrapping-float-to-int",
+                "--enable-reference-types",
+                "--enable-sign-ext",
+                "--enable-multivalue",
+                "--enable-mutable-globals",
+                &wasm,
+                "-o",
+                &wasm,
+            ],
+        )?;
     }
     Ok(())
 }
