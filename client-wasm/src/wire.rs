@@ -3,7 +3,7 @@
 
 use engine::{SegmentInfo, Stats};
 use protocol::api::UsageReport;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 /// Longest options or segment-list JSON accepted from the page, in bytes.
 pub(crate) const MAX_INPUT_JSON_BYTES: usize = 1024 * 1024;
@@ -206,39 +206,65 @@ pub(crate) fn usage_report(options: &AgentOptions, session: &str, seq: u64, c: &
     }
 }
 
-/// What `agent.stats()` returns to the page (camelCase).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct JsStats<'a> {
-    http_bytes: u64,
-    p2p_down_bytes: u64,
-    p2p_up_bytes: u64,
-    peers: u32,
-    peer_id: Option<&'a str>,
-    rendition: Option<u32>,
-    segments_delivered: u64,
-    stalls: u32,
-    bandwidth_bps: f64,
-    /// `starting`, `p2p`, `cdn` or `destroyed`.
-    mode: &'a str,
+/// Serializes the page's view of the counters (`agent.stats()`, camelCase keys): `httpBytes`,
+/// `p2pDownBytes`, `p2pUpBytes`, `peers`, `peerId`, `rendition`, `segmentsDelivered`, `stalls`,
+/// `bandwidthBps` (bits/s, rounded) and `mode` (`starting`, `p2p`, `cdn` or `destroyed`).
+///
+/// Written by hand: every value is an integer, a string or null, and a serde serializer here
+/// would cost the wasm module more than this function.
+pub(crate) fn stats_json(c: &Counters, peer_id: Option<&str>, mode: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(256);
+    // Clamped to [0, 2^53]: a u64 in JSON that JS reads back exactly.
+    let bandwidth = to_u64(c.bandwidth_bps.round().min(9_007_199_254_740_991.0)).unwrap_or(0);
+    // Writing into a String cannot fail.
+    let _ = write!(
+        out,
+        "{{\"httpBytes\":{},\"p2pDownBytes\":{},\"p2pUpBytes\":{},\"peers\":{},\"peerId\":",
+        c.http_bytes(),
+        c.engine.p2p_down_bytes,
+        c.engine.p2p_up_bytes,
+        c.engine.peers_connected,
+    );
+    push_json_str_or_null(&mut out, peer_id);
+    match c.rendition {
+        Some(r) => {
+            let _ = write!(out, ",\"rendition\":{r}");
+        }
+        None => out.push_str(",\"rendition\":null"),
+    }
+    let _ = write!(
+        out,
+        ",\"segmentsDelivered\":{},\"stalls\":{},\"bandwidthBps\":{bandwidth},\"mode\":",
+        c.engine.segments_delivered, c.stalls,
+    );
+    push_json_str_or_null(&mut out, Some(mode));
+    out.push('}');
+    out
 }
 
-/// Serializes the page's view of the counters.
-pub(crate) fn stats_json(c: &Counters, peer_id: Option<&str>, mode: &str) -> String {
-    let s = JsStats {
-        http_bytes: c.http_bytes(),
-        p2p_down_bytes: c.engine.p2p_down_bytes,
-        p2p_up_bytes: c.engine.p2p_up_bytes,
-        peers: c.engine.peers_connected,
-        peer_id,
-        rendition: c.rendition,
-        segments_delivered: c.engine.segments_delivered,
-        stalls: c.stalls,
-        bandwidth_bps: c.bandwidth_bps.round(),
-        mode,
+/// Appends `s` as a JSON string (RFC 8259 §7 escapes), or `null`.
+fn push_json_str_or_null(out: &mut String, s: Option<&str>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let Some(s) = s else {
+        out.push_str("null");
+        return;
     };
-    // Plain numbers, strings and options: serializing cannot fail.
-    serde_json::to_string(&s).unwrap_or_else(|_| String::from("{}"))
+    out.push('"');
+    for ch in s.chars() {
+        match ch {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if u32::from(c) < 0x20 => {
+                let b = c as u8;
+                out.push_str("\\u00");
+                out.push(char::from(HEX[usize::from(b >> 4)]));
+                out.push(char::from(HEX[usize::from(b & 0xF)]));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
 /// Folds one HTTP download into the throughput average: `bytes` over `elapsed_ms`.
@@ -348,6 +374,13 @@ mod tests {
         assert!(json.contains(r#""httpBytes":5"#), "{json}");
         assert!(json.contains(r#""peerId":"p1""#), "{json}");
         assert!(json.contains(r#""p2pDownBytes":0"#), "{json}");
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["rendition"], serde_json::Value::Null);
+        assert_eq!(v["mode"], "p2p");
+        let c = Counters { rendition: Some(3), bandwidth_bps: 1_234.6, ..Counters::default() };
+        let v: serde_json::Value = serde_json::from_str(&stats_json(&c, None, "a\"b\\c\n")).unwrap();
+        assert_eq!((v["rendition"].as_u64(), v["bandwidthBps"].as_u64()), (Some(3), Some(1_235)));
+        assert_eq!((v["peerId"].is_null(), v["mode"].as_str()), (true, Some("a\"b\\c\n")));
     }
 
     #[test]

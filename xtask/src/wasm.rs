@@ -15,6 +15,8 @@ use crate::run;
 const CRATE: &str = "swarmcast-client-wasm";
 const ARTIFACT: &str = "target/wasm32-unknown-unknown/wasm/swarmcast_client_wasm.wasm";
 const OUT_DIR: &str = "client-wasm/js/pkg";
+/// wasm-opt passes after `-Oz`.
+const WASM_OPT_EXTRA: &str = "--converge";
 const WASM: &str = "client-wasm/js/pkg/swarmcast_client_wasm_bg.wasm";
 
 /// Builds `client-wasm/js/pkg/` from the `client-wasm` crate.
@@ -35,21 +37,23 @@ pub(crate) fn build(root: &Path) -> Result<()> {
     if wasm_opt.exists() {
         let wasm = root.join(WASM);
         let wasm = wasm.to_string_lossy();
-        run(
-            &wasm_opt.to_string_lossy(),
-            &[
-                "-Oz",
-                "--enable-bulk-memory",
-                "--enable-nontrapping-float-to-int",
-                "--enable-reference-types",
-                "--enable-sign-ext",
-                "--enable-multivalue",
-                "--enable-mutable-globals",
-                &wasm,
-                "-o",
-                &wasm,
-            ],
-        )?;
+        // SWARMCAST_WASM_NAMES=1 keeps function names, for `twiggy top` on the shipped module.
+        let keep_names = std::env::var_os("SWARMCAST_WASM_NAMES").is_some();
+        let mut args = vec!["-Oz"];
+        args.extend(WASM_OPT_EXTRA.split_whitespace());
+        args.extend(if keep_names { &["-g"][..] } else { &["--strip-debug", "--strip-producers"][..] });
+        args.extend([
+            "--enable-bulk-memory",
+            "--enable-nontrapping-float-to-int",
+            "--enable-reference-types",
+            "--enable-sign-ext",
+            "--enable-multivalue",
+            "--enable-mutable-globals",
+            &wasm,
+            "-o",
+            &wasm,
+        ]);
+        run(&wasm_opt.to_string_lossy(), &args)?;
     }
     Ok(())
 }
