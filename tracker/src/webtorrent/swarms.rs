@@ -7,6 +7,9 @@
 //! - an answer is relayed only when its recipient has an outstanding offer to the answering
 //!   peer with that offer_id, younger than the offer lifetime; otherwise the sender gets an error;
 //! - `stopped` removes the peer and gets no response;
+//! - an announce that carries an answer gets no announce response either (bittorrent-tracker's
+//!   server: "Skip sending update back for 'answer' announce messages – not needed"; aquatic
+//!   sends one);
 //! - a closed connection's peers leave every swarm at once.
 
 use std::collections::HashMap;
@@ -221,6 +224,9 @@ impl Swarms {
             }
         }
 
+        if a.answer.is_some() {
+            return outcome;
+        }
         let response = AnnounceResponse {
             action: "announce",
             info_hash: a.info_hash,

@@ -73,6 +73,8 @@ fn an_answer_is_relayed_only_for_an_outstanding_offer() {
     assert!(swarms.announce(200, 2, &answer(2, 1, 100), &mut out).answered);
     assert_eq!(out[0].0, 1);
     assert!(out[0].1.contains(r#""answer":{"type":"answer","sdp":"v=0"}"#), "{}", out[0].1);
+    // As bittorrent-tracker's server: no announce response to an answer.
+    assert_eq!(out.len(), 1, "{out:?}");
     // Consumed.
     assert!(swarms.announce(200, 2, &answer(2, 1, 100), &mut Vec::new()).answer_refused);
 }
