@@ -47,6 +47,12 @@ pub struct Config {
     /// Timeshift window of the DVR playlists (`/dvr/…`) and of the VOD playlist once the stream
     /// ends (`/vod/…`), in seconds (default 7200 = 2 h, at most 172800 = 48 h; 0 turns DVR off).
     pub dvr_window_s: u64,
+    /// Object store that keeps every segment for the timeshift window ([`crate::archive`]):
+    /// `file:///var/lib/swarmcast/archive`, `memory://`, or `s3://bucket/prefix` with the `s3`
+    /// feature. Empty (the default) keeps the DVR in memory only, bounded by `max_total_bytes`.
+    /// With an archive, memory holds the live window and grace periods, DVR and VOD reads of older
+    /// segments come from the archive, and archived objects older than `dvr_window_s` are deleted.
+    pub archive_url: String,
     /// Ed25519 seed (64 hex characters) that signs the segment digests; empty publishes the
     /// digests unsigned.
     pub digest_signing_key: String,
@@ -93,6 +99,7 @@ impl Default for Config {
             playlist_max_age_s: 1,
             segment_max_age_s: 3600,
             dvr_window_s: 7200,
+            archive_url: String::new(),
             digest_signing_key: String::new(),
             edge: EdgeConfig::default(),
             steering: crate::steering::SteeringConfig::default(),
@@ -134,6 +141,9 @@ pub enum ConfigError {
     /// Edge mode without a usable `edge.upstream_url`.
     #[error("edge.upstream_url must be an http:// URL")]
     BadUpstream,
+    /// `archive_url` is unusable, or set while DVR is off (`dvr_window_s = 0`).
+    #[error("archive_url: {0}")]
+    Archive(String),
     /// A steering setting is unusable.
     #[error("steering: {0}")]
     Steering(String),
@@ -165,6 +175,12 @@ impl Config {
         if !self.digest_signing_key.is_empty() && crate::digest::parse_key(&self.digest_signing_key).is_none() {
             return Err(ConfigError::BadSigningKey);
         }
+        if !self.archive_url.is_empty() {
+            crate::archive::check_url(&self.archive_url).map_err(|e| ConfigError::Archive(e.to_string()))?;
+            if self.dvr_window_s == 0 {
+                return Err(ConfigError::Archive("needs dvr_window_s > 0".into()));
+            }
+        }
         if self.mode == Mode::Edge && !self.edge.upstream_url.starts_with("http://") {
             return Err(ConfigError::BadUpstream);
         }
@@ -177,6 +193,7 @@ impl Config {
             max_objects_per_stream: self.max_objects_per_stream,
             max_total_bytes: self.max_total_bytes,
             dvr_window_ms: self.dvr_window_s.saturating_mul(1000),
+            archived: !self.archive_url.is_empty() && self.mode == Mode::Origin,
         }
     }
 }
@@ -194,8 +211,14 @@ mod tests {
         assert_eq!(zero.validate(), Err(ConfigError::ZeroLimit("max_streams")));
         let dvr = Config { dvr_window_s: MAX_DVR_WINDOW_S + 1, ..ok.clone() };
         assert_eq!(dvr.validate(), Err(ConfigError::DvrTooLong));
-        let key = Config { digest_signing_key: "zz".into(), ..ok };
+        let key = Config { digest_signing_key: "zz".into(), ..ok.clone() };
         assert_eq!(key.validate(), Err(ConfigError::BadSigningKey));
+        let archive = Config { archive_url: "file:///tmp/archive".into(), ..ok.clone() };
+        assert_eq!(archive.validate(), Ok(()));
+        let no_dvr = Config { dvr_window_s: 0, ..archive };
+        assert!(matches!(no_dvr.validate(), Err(ConfigError::Archive(_))));
+        let bad = Config { archive_url: "gopher://x".into(), ..ok };
+        assert!(matches!(bad.validate(), Err(ConfigError::Archive(_))));
     }
 
     #[test]

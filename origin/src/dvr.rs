@@ -8,8 +8,10 @@
 //!   `EXT-X-ENDLIST`, deleted the playlist, or stopped updating it for [`IDLE_TARGET_DURATIONS`]
 //!   target durations, as a killed encoder does): `EXT-X-PLAYLIST-TYPE:VOD` and `EXT-X-ENDLIST`.
 //!
-//! Segments are served as long as they are in a window ([`crate::store`] keeps them), so both
-//! playlists only list what is still served: the caller's `is_served` trims the front.
+//! Segments are served as long as they are in a window ([`crate::store`] keeps them in memory,
+//! or the archive of [`crate::archive`] does), so both playlists only list what is still served:
+//! the caller's `is_served` trims the front ([`DvrLog::render_within`] when an archive serves the
+//! whole window).
 
 use std::collections::VecDeque;
 
@@ -109,14 +111,29 @@ impl DvrLog {
         self.entries.iter().rev().find(|e| e.path == path).map(|e| e.added_ms.saturating_add(window_ms))
     }
 
+    /// Whether no segment is recorded.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
     /// Renders `view`, listing only the newest run of segments for which `is_served(path)` holds;
     /// `None` when there is nothing to list, or for [`View::Vod`] while the stream is live.
     pub fn render(&self, now_ms: u64, view: View, is_served: impl Fn(&str) -> bool) -> Option<String> {
+        self.render_by(now_ms, view, |e| is_served(&e.path))
+    }
+
+    /// Renders `view` over every segment first listed less than `window_ms` before `now_ms` (an
+    /// archive serves them all); `None` as for [`DvrLog::render`].
+    pub fn render_within(&self, now_ms: u64, view: View, window_ms: u64) -> Option<String> {
+        self.render_by(now_ms, view, |e| e.added_ms.saturating_add(window_ms) > now_ms)
+    }
+
+    fn render_by(&self, now_ms: u64, view: View, is_served: impl Fn(&Entry) -> bool) -> Option<String> {
         let ended = self.ended(now_ms);
         if view == View::Vod && !ended {
             return None;
         }
-        let start = self.entries.iter().rposition(|e| !is_served(&e.path)).map_or(0, |i| i + 1);
+        let start = self.entries.iter().rposition(|e| !is_served(e)).map_or(0, |i| i + 1);
         let first = self.entries.get(start)?;
         let segments: Vec<MediaSegment> = self.entries.iter().skip(start).map(|e| e.segment.clone()).collect();
         let playlist_type = match view {
@@ -205,6 +222,18 @@ mod tests {
         let dvr = log.render(NOW, View::Dvr, |p| p != "v/b.ts").unwrap();
         assert!(dvr.contains("#EXT-X-MEDIA-SEQUENCE:2") && !dvr.contains("a.ts"), "{dvr}");
         assert_eq!(log.render(NOW, View::Dvr, |_| false), None);
+    }
+
+    #[test]
+    fn within_lists_the_window_whatever_memory_holds() {
+        let mut log = DvrLog::default();
+        log.record(0, &state(0, &["a.ts"], false), 10_000);
+        log.record(2000, &state(1, &["b.ts"], false), 10_000);
+        let dvr = log.render_within(NOW, View::Dvr, 10_000).unwrap();
+        assert!(dvr.contains("a.ts") && dvr.contains("b.ts"), "{dvr}");
+        let dvr = log.render_within(11_000, View::Dvr, 10_000).unwrap();
+        assert!(!dvr.contains("a.ts") && dvr.contains("b.ts"), "{dvr}");
+        assert_eq!(log.render_within(12_000, View::Dvr, 10_000), None);
     }
 
     #[test]

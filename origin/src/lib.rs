@@ -5,7 +5,8 @@
 //! that lists it with `PUT /live/{content}/{path}` and removes segments that left the window with
 //! `DELETE`, both with `Authorization: Bearer <ingest_token>`; bodies may be chunked and the
 //! connection kept alive. Playlists are validated before they replace the previous version
-//! ([`playlist`]); everything is held in memory ([`store`]). Viewers and CDNs read the same paths
+//! ([`playlist`]); the live window is held in memory ([`store`]), and with `archive_url` every
+//! segment is also written to an object store that serves the timeshift window ([`archive`]). Viewers and CDNs read the same paths
 //! with `GET`/`HEAD`, with `Range` support, media types and `Cache-Control` (short for
 //! playlists, long and `immutable` for segments).
 //!
@@ -34,6 +35,7 @@
 //! ```
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod archive;
 mod config;
 pub mod digest;
 pub mod dvr;
@@ -81,26 +83,42 @@ struct Inner {
     signing_key: Option<ed25519_dalek::SigningKey>,
     /// Content steering, when pathways are configured.
     steering: Option<Arc<steering::Steering>>,
+    /// Segment archive, when `archive_url` is set.
+    archive: Option<archive::Archive>,
 }
 
 impl Origin {
     /// Builds the state from `config` and registers the `origin_*` metrics in `metrics`.
     ///
     /// # Errors
-    /// [`ConfigError`] when `config` does not pass [`Config::validate`].
+    /// [`ConfigError`] when `config` does not pass [`Config::validate`], or
+    /// [`ConfigError::Archive`] when the archive cannot be opened (it needs a tokio runtime).
     pub fn new(config: Config, metrics: &Metrics) -> Result<Self, ConfigError> {
         config.validate()?;
         let store = Mutex::new(Store::new(config.limits()));
         let signing_key = digest::parse_key(&config.digest_signing_key);
         let steering = (!config.steering.pathways.is_empty()).then(|| steering::Steering::new(config.steering.clone()));
+        let archive = match config.archive_url.as_str() {
+            "" => None,
+            url => {
+                let retention = std::time::Duration::from_secs(config.dvr_window_s);
+                let opened = archive::Archive::open(url, retention, metrics);
+                Some(opened.map_err(|e| ConfigError::Archive(e.to_string()))?)
+            }
+        };
         let metrics = OriginMetrics::register(metrics);
-        let inner = Inner { config, store, started: Instant::now(), metrics, signing_key, steering };
+        let inner = Inner { config, store, started: Instant::now(), metrics, signing_key, steering, archive };
         Ok(Self { inner: Arc::new(inner) })
     }
 
     /// Content steering state, when pathways are configured.
     pub fn steering(&self) -> Option<&Arc<steering::Steering>> {
         self.inner.steering.as_ref()
+    }
+
+    /// The segment archive, when `archive_url` is set.
+    pub fn archive(&self) -> Option<&archive::Archive> {
+        self.inner.archive.as_ref()
     }
 
     pub(crate) fn signing_key(&self) -> Option<&ed25519_dalek::SigningKey> {

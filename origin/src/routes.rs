@@ -36,7 +36,12 @@ async fn put_inner(origin: &Origin, uri: &Uri, headers: &HeaderMap, body: Body) 
     }
     let bytes = read_bounded(body, limit).await?;
     let len = bytes.len() as u64;
+    let archived = (!path.kind.is_playlist()).then(|| bytes.clone());
     let outcome = origin.with_store(|store, now| store.put(now, &path, bytes))?;
+    if let (Some(archive), Some(bytes)) = (origin.archive(), archived) {
+        // Queued for the background writer; ingest never waits on the archive.
+        archive.submit(&path.content, &path.path, bytes);
+    }
     let m = origin.metrics();
     m.ingest_bytes.inc_by(len);
     m.ingest_objects.get_or_create(&[("kind", if path.kind.is_playlist() { "playlist" } else { "segment" })]).inc();
@@ -77,22 +82,28 @@ pub(crate) enum Prefix {
 /// `GET`/`HEAD /live/{content}/{path}`: serves an object with its media type, caching headers and
 /// single-range support.
 pub(crate) async fn get_object(state: State<Origin>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
-    get_view(state, method, uri, headers, Prefix::Live)
+    get_view(state, method, uri, headers, Prefix::Live).await
 }
 
 /// `GET`/`HEAD /dvr/{content}/{path}`: the timeshift playlist of a media playlist; the master
 /// playlist and segments as under `/live/`.
 pub(crate) async fn get_dvr(state: State<Origin>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
-    get_view(state, method, uri, headers, Prefix::Recorded(View::Dvr))
+    get_view(state, method, uri, headers, Prefix::Recorded(View::Dvr)).await
 }
 
 /// `GET`/`HEAD /vod/{content}/{path}`: the VOD playlist of an ended stream (404 while live).
 pub(crate) async fn get_vod(state: State<Origin>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
-    get_view(state, method, uri, headers, Prefix::Recorded(View::Vod))
+    get_view(state, method, uri, headers, Prefix::Recorded(View::Vod)).await
 }
 
-fn get_view(State(origin): State<Origin>, method: Method, uri: Uri, headers: HeaderMap, prefix: Prefix) -> Response {
-    let res = get_inner(&origin, &uri, &headers, prefix);
+async fn get_view(
+    State(origin): State<Origin>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    prefix: Prefix,
+) -> Response {
+    let res = get_inner(&origin, &uri, &headers, prefix).await;
     let (status, len) = match &res {
         Ok((response, len)) => (response.status(), *len as u64),
         Err(e) => (e.status_and_code().0, 0),
@@ -113,7 +124,12 @@ fn get_view(State(origin): State<Origin>, method: Method, uri: Uri, headers: Hea
 }
 
 /// The response for a GET and the number of body bytes it carries.
-fn get_inner(origin: &Origin, uri: &Uri, headers: &HeaderMap, prefix: Prefix) -> Result<(Response, usize), ApiError> {
+async fn get_inner(
+    origin: &Origin,
+    uri: &Uri,
+    headers: &HeaderMap,
+    prefix: Prefix,
+) -> Result<(Response, usize), ApiError> {
     let live_path = crate::edge::as_live(uri.path()).ok_or(ApiError::BadPath(crate::path::PathError::Shape))?;
     if let (Prefix::Live, Some(playlist)) = (prefix, crate::digest::playlist_of(&live_path)) {
         return digests(origin, &playlist);
@@ -127,7 +143,16 @@ fn get_inner(origin: &Origin, uri: &Uri, headers: &HeaderMap, prefix: Prefix) ->
             .map(|bytes| crate::store::Object { bytes, kind: Kind::Playlist, expires_at_ms: None }),
         _ => store.get(now, &path),
     });
-    let object = object.ok_or(ApiError::NotFound)?;
+    let object = match (object, prefix, origin.archive()) {
+        (Some(object), _, _) => object,
+        // A timeshift segment memory no longer holds: read it from the archive.
+        (None, Prefix::Recorded(_), Some(archive)) if origin.with_store_read(|s, _| s.archived(&path)) => {
+            let bytes = archive.read(&path.content, &path.path).await.map_err(|_| ApiError::NotFound)?;
+            let bytes = bytes.ok_or(ApiError::NotFound)?;
+            crate::store::Object { bytes, kind: path.kind, expires_at_ms: None }
+        }
+        (None, _, _) => return Err(ApiError::NotFound),
+    };
     let total = object.bytes.len() as u64;
     let range_header = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
     let (status, body, content_range) = match range::parse(range_header, total) {

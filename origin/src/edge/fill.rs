@@ -1,21 +1,27 @@
 //! One upstream fetch shared by every request for the same key, streamed to all of them as the
 //! bytes arrive (the Pingora "streaming partial write" model, not nginx's 500 ms lock polling).
 //!
-//! A [`Fill`] is a growing list of chunks plus a version counter on a `watch` channel. The fill
-//! task appends chunks and bumps the counter; each reader copies the chunks it has not sent yet
-//! and sleeps on the channel until the next bump. A reader that joins late first gets everything
-//! already received. When the upstream delivers nothing for `lock_age`, the task drops that
-//! connection and makes exactly one new request, with `Range: bytes=<received>-`, appending to the
-//! same list, so readers see a pause and never a restart (nginx `proxy_cache_lock_age`, with the
-//! replacement resuming instead of starting over).
+//! A [`Fill`] is the response head, a growing list of chunks ([`super::chunks`]) and the wakers
+//! of the requests waiting on it. The fill task ([`super::upstream`]) appends a chunk and wakes
+//! every waiting reader at once; each reader then hands the chunks it has not sent yet to its
+//! connection, one clone of the shared `Bytes` each (no copy, no allocation, no lock), and waits
+//! again. A reader that joins late first gets everything already received. A replacement of a
+//! stalled upstream request appends to the same list, so readers see a pause and never a restart.
+//!
+//! Response heads do not wait for the body: a request that joins a fill is answered with the
+//! upstream's head as soon as it is known, and its body follows the fill.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
-use tokio::sync::watch;
+use futures_util::task::AtomicWaker;
+
+use super::chunks::{Chunks, Cursor};
 
 /// Upstream requests one fill may make: the first and one replacement of a stalled one.
 pub const MAX_UPSTREAM_ATTEMPTS: u32 = 2;
@@ -47,58 +53,65 @@ pub enum FillError {
 #[derive(Debug, Default)]
 struct State {
     head: Option<Head>,
-    chunks: Vec<Bytes>,
+    /// Body bytes received.
     len: u64,
-    done: Option<Result<(), FillError>>,
-    /// When the first body byte arrived from upstream.
-    first_chunk_at: Option<Instant>,
+    /// One per reader (and per request waiting for the head); woken on every change. Entries
+    /// whose reader is gone are dropped at the next change.
+    waiters: Vec<Arc<AtomicWaker>>,
 }
 
 /// A shared in-flight fetch; cheap to share behind an `Arc`.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Fill {
     state: Mutex<State>,
-    progress: watch::Sender<u64>,
-}
-
-impl Default for Fill {
-    fn default() -> Self {
-        Self { state: Mutex::new(State::default()), progress: watch::Sender::new(0) }
-    }
+    chunks: Chunks,
+    /// When the first body byte arrived from upstream.
+    first_chunk_at: OnceLock<Instant>,
+    /// How the fill ended; set after the last chunk was pushed.
+    done: OnceLock<Result<(), FillError>>,
 }
 
 impl Fill {
     fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding this lock cannot leave a half-written chunk list (pushes are
-        // single operations), so a poisoned lock is still consistent.
+        // Every update under this lock is a single assignment or push, so a poisoned lock is
+        // still consistent.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn bump(&self) {
-        self.progress.send_modify(|v| *v = v.wrapping_add(1));
+    /// A waker slot that every change of this fill wakes.
+    fn waiter(&self) -> Arc<AtomicWaker> {
+        let waiter = Arc::new(AtomicWaker::new());
+        self.lock().waiters.push(waiter.clone());
+        waiter
+    }
+
+    /// Wakes every waiting reader (after the change it announces is visible to them).
+    fn wake_all(&self) {
+        let mut s = self.lock();
+        s.waiters.retain(|w| {
+            w.wake();
+            Arc::strong_count(w) > 1
+        });
     }
 
     /// Publishes the response head.
     pub fn set_head(&self, head: Head) {
         self.lock().head = Some(head);
-        self.bump();
+        self.wake_all();
     }
 
     /// Appends a chunk of the body.
     pub fn push(&self, chunk: Bytes) {
-        {
-            let mut s = self.lock();
-            s.len += chunk.len() as u64;
-            s.chunks.push(chunk);
-            s.first_chunk_at.get_or_insert_with(Instant::now);
-        }
-        self.bump();
+        self.first_chunk_at.get_or_init(Instant::now);
+        self.lock().len += chunk.len() as u64;
+        self.chunks.push(chunk);
+        self.wake_all();
     }
 
-    /// Ends the fill.
+    /// Ends the fill; only the first call counts.
     pub fn finish(&self, result: Result<(), FillError>) {
-        self.lock().done = Some(result);
-        self.bump();
+        let _ = self.done.set(result);
+        self.wake_all();
     }
 
     /// Bytes of body received so far.
@@ -113,202 +126,114 @@ impl Fill {
 
     /// The whole body, if the fill completed.
     pub fn complete_body(&self) -> Option<Bytes> {
-        let s = self.lock();
-        if !matches!(s.done, Some(Ok(()))) {
+        if !matches!(self.done.get(), Some(Ok(()))) {
             return None;
         }
-        let mut out = BytesMut::with_capacity(usize::try_from(s.len).unwrap_or(0));
-        for c in &s.chunks {
-            out.extend_from_slice(c);
+        let mut cursor = self.chunks.cursor();
+        let first = cursor.next_chunk().unwrap_or_default();
+        let Some(second) = cursor.next_chunk() else { return Some(first) };
+        let mut out = BytesMut::with_capacity(usize::try_from(self.received()).unwrap_or(0));
+        out.extend_from_slice(&first);
+        out.extend_from_slice(&second);
+        while let Some(c) = cursor.next_chunk() {
+            out.extend_from_slice(&c);
         }
         Some(out.freeze())
     }
 
     /// Waits for the head, or the error that ended the fill before it.
     pub async fn head(&self) -> Result<Head, FillError> {
-        let mut rx = self.progress.subscribe();
-        loop {
-            rx.borrow_and_update();
-            {
-                let s = self.lock();
-                if let Some(h) = &s.head {
-                    return Ok(h.clone());
-                }
-                if let Some(Err(e)) = &s.done {
-                    return Err(e.clone());
-                }
-                if s.done.is_some() {
-                    return Err(FillError::Unreachable("no response".into()));
-                }
+        let check = || {
+            if let Some(h) = &self.lock().head {
+                return Some(Ok(h.clone()));
             }
-            if rx.changed().await.is_err() {
-                return Err(FillError::Unreachable("fill dropped".into()));
+            match self.done.get()? {
+                Err(e) => Some(Err(e.clone())),
+                Ok(()) => Some(Err(FillError::Unreachable("no response".into()))),
             }
+        };
+        if let Some(ready) = check() {
+            return ready;
         }
+        let waiter = self.waiter();
+        std::future::poll_fn(|cx| {
+            waiter.register(cx.waker());
+            check().map_or(Poll::Pending, Poll::Ready)
+        })
+        .await
     }
 
     /// The body as a stream of chunks, from the first byte, following the fill as it grows.
     /// `on_chunk(len, lag)` is called for each chunk handed out (egress accounting), with, for the
     /// first one, how long after its arrival from upstream it was handed to this reader.
-    pub fn body(
-        self: Arc<Self>,
-        on_chunk: impl Fn(usize, Option<Duration>) + Send + 'static,
-    ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
-        let rx = self.progress.subscribe();
-        futures_util::stream::unfold((self, rx, 0_usize, on_chunk), |(fill, mut rx, next, on_chunk)| async move {
-            if next == usize::MAX {
-                return None;
-            }
-            loop {
-                rx.borrow_and_update();
-                let step = {
-                    let s = fill.lock();
-                    if next < s.chunks.len() {
-                        // Hand out everything available at once: fewer, larger writes under load.
-                        let ready: Vec<Bytes> = s.chunks[next..].to_vec();
-                        let lag = (next == 0).then(|| s.first_chunk_at.map(|t| t.elapsed())).flatten();
-                        Some(Ok((ready, s.chunks.len(), lag)))
-                    } else {
-                        match &s.done {
-                            Some(Ok(())) => return None,
-                            Some(Err(e)) => Some(Err(std::io::Error::other(e.to_string()))),
-                            None => None,
-                        }
-                    }
-                };
-                match step {
-                    Some(Ok((ready, upto, lag))) => {
-                        let chunk = concat(ready);
-                        on_chunk(chunk.len(), lag);
-                        return Some((Ok(chunk), (fill, rx, upto, on_chunk)));
-                    }
-                    Some(Err(e)) => return Some((Err(e), (fill, rx, usize::MAX, on_chunk))),
+    ///
+    /// Each chunk is handed out as received, a clone of the shared `Bytes`; the HTTP connection
+    /// queues consecutive chunks into one vectored write.
+    pub fn body<F>(self: Arc<Self>, on_chunk: F) -> FillBody<F>
+    where
+        F: FnMut(usize, Option<Duration>) + Send + Unpin + 'static,
+    {
+        let waiter = self.waiter();
+        let cursor = self.chunks.cursor();
+        FillBody { fill: self, cursor, waiter, ended: false, on_chunk }
+    }
+}
+
+/// A reader of a [`Fill`]'s body; see [`Fill::body`].
+#[derive(Debug)]
+pub struct FillBody<F> {
+    fill: Arc<Fill>,
+    cursor: Cursor,
+    waiter: Arc<AtomicWaker>,
+    ended: bool,
+    on_chunk: F,
+}
+
+impl<F> FillBody<F>
+where
+    F: FnMut(usize, Option<Duration>),
+{
+    /// The next item if there is one now: a chunk, the end, or the fill's error.
+    fn step(&mut self) -> Option<Option<Result<Bytes, std::io::Error>>> {
+        let first = self.cursor.position() == 0;
+        let chunk = match self.cursor.next_chunk() {
+            Some(chunk) => chunk,
+            None => {
+                let done = self.fill.done.get()?;
+                // Every chunk was pushed before `done` was set: look once more.
+                match self.cursor.next_chunk() {
+                    Some(chunk) => chunk,
                     None => {
-                        if rx.changed().await.is_err() {
-                            return None;
-                        }
+                        self.ended = true;
+                        return Some(done.as_ref().err().map(|e| Err(std::io::Error::other(e.to_string()))));
                     }
                 }
             }
-        })
-    }
-}
-
-fn concat(mut chunks: Vec<Bytes>) -> Bytes {
-    if chunks.len() == 1 {
-        return chunks.pop().unwrap_or_default();
-    }
-    let mut out = BytesMut::with_capacity(chunks.iter().map(Bytes::len).sum());
-    for c in chunks {
-        out.extend_from_slice(&c);
-    }
-    out.freeze()
-}
-
-/// What the fill task needs to reach the upstream.
-#[derive(Debug, Clone)]
-pub(super) struct Upstream {
-    /// HTTP client (connection pool shared by all fills).
-    pub client: reqwest::Client,
-    /// Full URL of the object.
-    pub url: String,
-    /// No byte for this long replaces the request (at most once).
-    pub lock_age: Duration,
-    /// Connect-and-head timeout of each request.
-    pub head_timeout: Duration,
-    /// Largest object accepted, in bytes.
-    pub max_bytes: u64,
-    /// Ask the upstream not to answer with a stale copy (playlists).
-    pub no_stale: bool,
-}
-
-/// Runs the upstream fetch of `fill` to completion; returns how many upstream requests it made.
-pub(super) async fn run(fill: &Fill, up: &Upstream) -> u32 {
-    let mut attempts = 0;
-    let result = loop {
-        attempts += 1;
-        match attempt(fill, up).await {
-            Ok(()) => break Ok(()),
-            Err(e) if attempts >= MAX_UPSTREAM_ATTEMPTS => break Err(e),
-            Err(e @ FillError::TooLarge(_)) => break Err(e),
-            Err(e) => tracing::debug!(url = %up.url, error = %e, "upstream stalled; replacing the fetch once"),
-        }
-    };
-    if let Err(e) = &result {
-        tracing::warn!(url = %up.url, error = %e, attempts, "fill failed");
-    }
-    fill.finish(result);
-    attempts
-}
-
-/// One upstream request, resuming at the bytes already received.
-async fn attempt(fill: &Fill, up: &Upstream) -> Result<(), FillError> {
-    let offset = fill.received();
-    let resuming = fill.head_now().is_some();
-    let mut req = up.client.get(&up.url);
-    if up.no_stale {
-        req = req.header(header::CACHE_CONTROL, "max-stale=0");
-    }
-    if resuming {
-        req = req.header(header::RANGE, format!("bytes={offset}-"));
-    }
-    let head_wait = if resuming { up.lock_age } else { up.head_timeout.max(up.lock_age) };
-    let mut resp = match tokio::time::timeout(head_wait, req.send()).await {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => return Err(FillError::Unreachable(e.to_string())),
-        Err(_) => return Err(FillError::Unreachable(format!("no response head in {} ms", head_wait.as_millis()))),
-    };
-    let mut skip = 0_u64;
-    if resuming {
-        let start = resp
-            .headers()
-            .get(header::CONTENT_RANGE)
-            .and_then(|v| v.to_str().ok()?.strip_prefix("bytes ")?.split('-').next()?.parse::<u64>().ok());
-        match (resp.status(), start) {
-            (StatusCode::PARTIAL_CONTENT, Some(s)) if s == offset => {}
-            (StatusCode::OK, _) => skip = offset,
-            (status, _) => return Err(FillError::Unreachable(format!("resume answered {status}"))),
-        }
-    } else {
-        fill.set_head(Head { status: resp.status(), headers: keep_headers(resp.headers()) });
-    }
-    loop {
-        let chunk = match tokio::time::timeout(up.lock_age, resp.chunk()).await {
-            Ok(Ok(Some(c))) => c,
-            Ok(Ok(None)) => return Ok(()),
-            Ok(Err(_)) | Err(_) => return Err(FillError::Stalled(fill.received())),
         };
-        let chunk = if skip > 0 {
-            let n = skip.min(chunk.len() as u64);
-            skip -= n;
-            chunk.slice(usize::try_from(n).unwrap_or(chunk.len())..)
-        } else {
-            chunk
-        };
-        if chunk.is_empty() {
-            continue;
-        }
-        if fill.received() + chunk.len() as u64 > up.max_bytes {
-            return Err(FillError::TooLarge(up.max_bytes));
-        }
-        fill.push(chunk);
+        let lag = if first { self.fill.first_chunk_at.get().map(Instant::elapsed) } else { None };
+        (self.on_chunk)(chunk.len(), lag);
+        Some(Some(Ok(chunk)))
     }
 }
 
-/// The upstream headers an edge passes on.
-fn keep_headers(from: &HeaderMap) -> HeaderMap {
-    let mut out = HeaderMap::new();
-    for name in [header::CONTENT_TYPE, header::CACHE_CONTROL, header::CONTENT_LENGTH] {
-        if let Some(v) = from.get(&name) {
-            out.insert(name, v.clone());
-        }
-    }
-    out
-}
+impl<F> Stream for FillBody<F>
+where
+    F: FnMut(usize, Option<Duration>) + Unpin,
+{
+    type Item = Result<Bytes, std::io::Error>;
 
-/// A header value from a number (always valid).
-pub(super) fn number(n: u64) -> HeaderValue {
-    HeaderValue::from(n)
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        if let Some(item) = this.step() {
+            return Poll::Ready(item);
+        }
+        // Register, then look again: a chunk pushed in between is seen now or wakes us.
+        this.waiter.register(cx.waker());
+        this.step().map_or(Poll::Pending, Poll::Ready)
+    }
 }
 
 #[cfg(test)]
@@ -339,8 +264,44 @@ mod tests {
             let f = fill.clone();
             async move { f.head().await }
         });
+        let reading = tokio::spawn(fill.clone().body(|_, _| {}).collect::<Vec<_>>());
+        tokio::task::yield_now().await;
         fill.finish(Err(FillError::Unreachable("x".into())));
         assert!(waiting.await.unwrap().is_err());
+        let read = reading.await.unwrap();
+        assert_eq!(read.len(), 1);
+        assert!(read[0].is_err());
         assert!(fill.complete_body().is_none());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn many_readers_on_two_workers_see_every_chunk_once() {
+        let fill = Arc::new(Fill::default());
+        let counted = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let readers: Vec<_> = (0..200)
+            .map(|_| {
+                let counted = counted.clone();
+                let body = fill.clone().body(move |n, _| {
+                    counted.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                });
+                tokio::spawn(body.map(|c| c.unwrap().to_vec()).concat())
+            })
+            .collect();
+        let mut expected = Vec::new();
+        for i in 0..100_u8 {
+            let chunk = vec![i; usize::from(i) + 1];
+            expected.extend_from_slice(&chunk);
+            fill.push(Bytes::from(chunk));
+            if i % 7 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        fill.finish(Ok(()));
+        for r in readers {
+            assert_eq!(r.await.unwrap(), expected);
+        }
+        assert_eq!(counted.load(std::sync::atomic::Ordering::Relaxed), 200 * expected.len() as u64);
+        fill.wake_all();
+        assert_eq!(fill.lock().waiters.len(), 0, "finished readers are forgotten");
     }
 }

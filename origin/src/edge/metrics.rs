@@ -28,8 +28,11 @@ pub(crate) struct EdgeMetrics {
     hit_ratio: Family<Labels, Gauge<f64, AtomicU64>>,
     /// Bytes held in the cache.
     cache_bytes: Family<Labels, Gauge>,
-    /// How long after a fill's first byte arrived from upstream each reader was handed it.
+    /// How long after a fill's first byte arrived from upstream each reader was handed it
+    /// (recorded when the reader's tally is flushed: after 256 KiB or at the end of the body).
     handoff: Family<Labels, Histogram, fn() -> Histogram>,
+    /// This edge's series of `egress` and `handoff`, resolved once, for [`BodyTally`].
+    body: BodyMetrics,
     hits: std::sync::Arc<AtomicU64>,
     lookups: std::sync::Arc<AtomicU64>,
 }
@@ -41,18 +44,76 @@ fn handoff_histogram() -> Histogram {
     Histogram::new(HANDOFF_BUCKETS)
 }
 
+/// The two series a response body updates as it is sent; cheap to clone (shared handles).
+#[derive(Debug, Clone)]
+struct BodyMetrics {
+    egress: Counter,
+    handoff: Histogram,
+}
+
+/// Bytes a [`BodyTally`] accumulates before adding them to the shared counter.
+const TALLY_FLUSH_BYTES: u64 = 256 * 1024;
+
+/// One response body's egress bytes and first-byte hand-off, kept by the body and added to the
+/// shared series every [`TALLY_FLUSH_BYTES`] and when it is dropped: when a fill fans a chunk
+/// out to a thousand readers on two cores, they do not all write the same counter and histogram
+/// (each write would move their cache lines between the cores).
+#[derive(Debug)]
+pub(crate) struct BodyTally {
+    metrics: BodyMetrics,
+    bytes: u64,
+    handoff: Option<std::time::Duration>,
+}
+
+impl BodyTally {
+    /// Counts a chunk of `bytes` handed out; `handoff` is, for the first, how long after its
+    /// arrival from upstream it was handed to the reader.
+    pub(crate) fn chunk(&mut self, bytes: usize, handoff: Option<std::time::Duration>) {
+        self.bytes += bytes as u64;
+        if handoff.is_some() {
+            self.handoff = handoff;
+        }
+        if self.bytes >= TALLY_FLUSH_BYTES {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        if self.bytes > 0 {
+            self.metrics.egress.inc_by(std::mem::take(&mut self.bytes));
+        }
+        if let Some(lag) = self.handoff.take() {
+            self.metrics.handoff.observe(lag.as_secs_f64());
+        }
+    }
+}
+
+impl Drop for BodyTally {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
 impl EdgeMetrics {
     pub(crate) fn register(registry: &Metrics, name: &str) -> Self {
+        let egress: Family<Labels, Counter> = Family::default();
+        let handoff: Family<Labels, Histogram, fn() -> Histogram> = Family::new_with_constructor(handoff_histogram);
+        let labels = vec![("edge", name.to_owned())];
+        let body = BodyMetrics {
+            egress: egress.get_or_create(&labels).clone(),
+            handoff: handoff.get_or_create(&labels).clone(),
+        };
         let m = Self {
             name: name.to_owned(),
             requests: Family::default(),
             upstream: Family::default(),
             coalesced: Family::default(),
-            egress: Family::default(),
+            egress,
             denied: Family::default(),
             hit_ratio: Family::default(),
             cache_bytes: Family::default(),
-            handoff: Family::new_with_constructor(handoff_histogram),
+            handoff,
+            body,
             hits: std::sync::Arc::default(),
             lookups: std::sync::Arc::default(),
         };
@@ -105,15 +166,16 @@ impl EdgeMetrics {
     }
 
     pub(crate) fn egress(&self, bytes: usize) {
-        self.egress.get_or_create(&self.labels(&[])).inc_by(bytes as u64);
+        self.body.egress.inc_by(bytes as u64);
+    }
+
+    /// A tally for one response body.
+    pub(crate) fn body_tally(&self) -> BodyTally {
+        BodyTally { metrics: self.body.clone(), bytes: 0, handoff: None }
     }
 
     pub(crate) fn denied(&self, reason: &str) {
         self.denied.get_or_create(&self.labels(&[("reason", reason)])).inc();
-    }
-
-    pub(crate) fn handoff(&self, lag: std::time::Duration) {
-        self.handoff.get_or_create(&self.labels(&[])).observe(lag.as_secs_f64());
     }
 
     pub(crate) fn cache_bytes(&self, bytes: u64) {

@@ -3,7 +3,7 @@
 //! Every `GET`/`HEAD` below `/live/`, `/dvr/` and `/vod/` is answered from the cache or from one
 //! shared upstream fetch:
 //! - N concurrent requests for an uncached object make exactly one upstream request; all N are
-//!   streamed the bytes as they arrive ([`fill`]). A fill that stalls for `lock_age_ms` is
+//!   streamed the bytes as they arrive ([`Fill`]). A fill that stalls for `lock_age_ms` is
 //!   replaced by exactly one new request that resumes with `Range`.
 //! - Segments are immutable and cached until evicted (LRU by bytes). A 404 for a segment is
 //!   remembered for `negative_ttl_ms` (a player asking for the next segment too early).
@@ -18,9 +18,11 @@
 //!   query token is carried into the URIs of the playlists served.
 
 mod cache;
+mod chunks;
 mod fill;
 mod metrics;
 mod rewrite;
+mod upstream;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -41,7 +43,7 @@ use protocol::access;
 use service::Metrics;
 
 pub use cache::{Cache, Lookup, Stored};
-pub use fill::{Fill, FillError, Head, MAX_UPSTREAM_ATTEMPTS};
+pub use fill::{Fill, FillBody, FillError, Head, MAX_UPSTREAM_ATTEMPTS};
 pub use rewrite::encode as encode_token;
 pub(crate) use rewrite::map_uri_attribute;
 
@@ -233,7 +235,7 @@ fn start_fill(edge: &Edge, t: &mut Tables, key: &str, class: Class) -> Arc<Fill>
     let fill = Arc::new(Fill::default());
     t.inflight.insert(key.to_owned(), fill.clone());
     let cfg = &edge.inner.config;
-    let up = fill::Upstream {
+    let up = upstream::Upstream {
         client: edge.inner.client.clone(),
         url: format!("{}{key}", cfg.upstream_url.trim_end_matches('/')),
         lock_age: Duration::from_millis(cfg.lock_age_ms),
@@ -243,7 +245,7 @@ fn start_fill(edge: &Edge, t: &mut Tables, key: &str, class: Class) -> Arc<Fill>
     };
     let (edge, key, task_fill) = (edge.clone(), key.to_owned(), fill.clone());
     tokio::spawn(async move {
-        let attempts = fill::run(&task_fill, &up).await;
+        let attempts = upstream::run(&task_fill, &up).await;
         edge.inner.metrics.upstream(class.label(), attempts);
         complete(&edge, &key, class, &task_fill);
     });
@@ -320,7 +322,7 @@ fn from_stored(edge: &Edge, stored: &Stored, class: Class, req: &HeaderMap, toke
         RangeRequest::Partial { start, end } => {
             // range::parse guarantees start <= end < total, and total came from a usize.
             let slice = stored.body.slice(start as usize..=end as usize);
-            headers.insert(header::CONTENT_LENGTH, fill::number(slice.len() as u64));
+            headers.insert(header::CONTENT_LENGTH, upstream::number(slice.len() as u64));
             if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{end}/{total}")) {
                 headers.insert(header::CONTENT_RANGE, v);
             }
@@ -346,13 +348,8 @@ async fn from_fill(edge: &Edge, fill: Arc<Fill>, head: Head, class: Class, token
         edge.inner.metrics.egress(body.len());
         return with_headers((head.status, body).into_response(), headers);
     }
-    let metrics = edge.inner.metrics.clone();
-    let stream = fill.body(move |n, lag| {
-        metrics.egress(n);
-        if let Some(lag) = lag {
-            metrics.handoff(lag);
-        }
-    });
+    let mut tally = edge.inner.metrics.body_tally();
+    let stream = fill.body(move |n, lag| tally.chunk(n, lag));
     with_headers((head.status, Body::from_stream(stream)).into_response(), headers)
 }
 

@@ -1,13 +1,21 @@
 //! Expiry sweeps and capacity eviction (soonest-expiring first, never what a new playlist needs).
 
-use super::{Store, StoreError};
+use super::{Limits, Store, StoreError};
 use crate::path::ObjectPath;
 
 impl Store {
-    /// Drops every object whose grace period ended at or before `now_ms`, and empty streams.
+    /// Drops every object whose grace period ended at or before `now_ms`, and empty streams
+    /// (with an archive, also what left the timeshift window from the logs).
     pub fn sweep(&mut self, now_ms: u64) {
         let mut freed = 0_u64;
+        let Limits { archived, dvr_window_ms, .. } = self.limits;
         self.streams.retain(|_, s| {
+            if archived {
+                s.dvr.retain(|_, log| {
+                    log.trim(now_ms, dvr_window_ms);
+                    !log.is_empty()
+                });
+            }
             s.objects.retain(|_, e| {
                 let keep = e.live(now_ms);
                 if !keep {
@@ -15,7 +23,7 @@ impl Store {
                 }
                 keep
             });
-            !s.objects.is_empty()
+            !s.is_idle(archived)
         });
         self.total_bytes = self.total_bytes.saturating_sub(freed);
     }
@@ -60,7 +68,7 @@ impl Store {
             if let Some(e) = s.objects.remove(&p) {
                 self.total_bytes = self.total_bytes.saturating_sub(e.bytes.len() as u64);
             }
-            if s.objects.is_empty() {
+            if s.is_idle(self.limits.archived) {
                 self.streams.remove(&c);
             }
         }

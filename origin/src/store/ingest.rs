@@ -89,7 +89,7 @@ impl Store {
             }
         }
         let released_until = now_ms.saturating_add(grace_before.max(stream.grace_ms()));
-        stream.release(old.and_then(|o| o.accepted), released_until, dvr_window_ms);
+        stream.release(old.and_then(|o| o.accepted), released_until, self.limits.memory_dvr_ms());
         Ok(if is_new { PutOutcome::Created } else { PutOutcome::Replaced })
     }
 
@@ -100,7 +100,8 @@ impl Store {
     /// [`StoreError::NotFound`] when nothing is stored there.
     pub fn delete(&mut self, now_ms: u64, path: &ObjectPath) -> Result<(), StoreError> {
         self.sweep(now_ms);
-        let dvr_window_ms = self.limits.dvr_window_ms;
+        let dvr_window_ms = self.limits.memory_dvr_ms();
+        let archived = self.limits.archived;
         let stream = self.streams.get_mut(&path.content).ok_or(StoreError::NotFound)?;
         let grace = stream.grace_ms();
         let dvr_until = stream.dvr_expiry(&path.path, dvr_window_ms);
@@ -118,7 +119,7 @@ impl Store {
             let expires = dvr_until.map_or(expires, |d| d.max(expires));
             entry.expires_at_ms = Some(entry.expires_at_ms.map_or(expires, |t| t.min(expires)));
         }
-        if stream.objects.is_empty() {
+        if stream.is_idle(archived) {
             self.streams.remove(&path.content);
         }
         Ok(())

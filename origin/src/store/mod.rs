@@ -7,7 +7,10 @@
 //! segment that no playlist ever lists expires after [`ORPHAN_TTL_MS`] (or the grace period if
 //! longer). With a timeshift window ([`Limits::dvr_window_ms`]) a segment is also served until it
 //! leaves that window, and each media playlist keeps a [`DvrLog`](crate::dvr::DvrLog) for its DVR
-//! and VOD views. Capacity limits evict the soonest-expiring objects first (so the oldest DVR
+//! and VOD views. With an archive ([`Limits::archived`], see [`crate::archive`]) memory keeps
+//! only the live window and grace periods: the DVR and VOD playlists then list every logged
+//! segment still inside the timeshift window, which the archive serves once memory dropped it,
+//! and a stream is kept while its logs hold anything. Capacity limits evict the soonest-expiring objects first (so the oldest DVR
 //! segments go first) and refuse ingest only when nothing can be evicted.
 //!
 //! Every segment's SHA-256 is computed when it is stored ([`Store::digests`]).
@@ -45,6 +48,17 @@ pub struct Limits {
     /// Timeshift window, in milliseconds: how long a segment stays served after it was first
     /// listed, and what the DVR playlists cover (0: no DVR).
     pub dvr_window_ms: u64,
+    /// Whether every segment is also written to an archive that serves the timeshift window;
+    /// memory then keeps segments only for their grace periods.
+    pub archived: bool,
+}
+
+impl Limits {
+    /// How long memory keeps a segment for the timeshift window, in milliseconds (0 when an
+    /// archive keeps it instead).
+    pub(crate) fn memory_dvr_ms(&self) -> u64 {
+        if self.archived { 0 } else { self.dvr_window_ms }
+    }
 }
 
 /// The digest of one listed segment, as [`Store::digests`] returns it.
@@ -125,11 +139,22 @@ impl Store {
     }
 
     /// The DVR or VOD rendering of the media playlist at `path`, if it has a timeshift log with
-    /// something still served (and, for VOD, the stream ended).
+    /// something still served (and, for VOD, the stream ended). With an archive, everything
+    /// inside the timeshift window counts as served.
     pub fn dvr_playlist(&self, now_ms: u64, path: &ObjectPath, view: View) -> Option<Bytes> {
         let stream = self.streams.get(&path.content)?;
         let log = stream.dvr.get(&path.path)?;
-        log.render(now_ms, view, |p| stream.served(now_ms, p)).map(Bytes::from)
+        let rendered = if self.limits.archived {
+            log.render_within(now_ms, view, self.limits.dvr_window_ms)
+        } else {
+            log.render(now_ms, view, |p| stream.served(now_ms, p))
+        };
+        rendered.map(Bytes::from)
+    }
+
+    /// Whether a DVR or VOD read of `path` that memory cannot answer may be asked of the archive.
+    pub fn archived(&self, path: &ObjectPath) -> bool {
+        self.limits.archived && !path.kind.is_playlist()
     }
 
     /// Whether the media playlist at `path` has a timeshift log.

@@ -83,6 +83,11 @@ impl Stream {
         logged.max(init)
     }
 
+    /// Whether the stream holds nothing: no object, and with an archive no logged segment.
+    pub(super) fn is_idle(&self, archived: bool) -> bool {
+        self.objects.is_empty() && (!archived || self.dvr.values().all(DvrLog::is_empty))
+    }
+
     pub(super) fn served(&self, now_ms: u64, path: &str) -> bool {
         self.objects.get(path).is_some_and(|e| e.live(now_ms))
     }

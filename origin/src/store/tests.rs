@@ -3,7 +3,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::*;
 
-const LIMITS: Limits = Limits { max_streams: 2, max_objects_per_stream: 8, max_total_bytes: 1 << 20, dvr_window_ms: 0 };
+const LIMITS: Limits = Limits { max_streams: 2, max_objects_per_stream: 8, max_total_bytes: 1 << 20, dvr_window_ms: 0, archived: false };
 
 fn p(path: &str) -> ObjectPath {
     ObjectPath::new("live", path).unwrap()
@@ -116,6 +116,31 @@ fn timeshift_keeps_segments_and_renders_dvr_and_vod() {
     assert_eq!(digests.len(), 3);
     assert_eq!((digests[0].msn, digests[0].uri.as_str(), digests[0].bytes), (1, "b.ts", 5));
     assert_eq!(digests[0].sha256, <[u8; 32]>::from(Sha256::digest(b"media")));
+}
+
+#[test]
+fn with_an_archive_memory_keeps_only_the_grace_period() {
+    let mut s = Store::new(Limits { dvr_window_ms: 60_000, max_objects_per_stream: 64, archived: true, ..LIMITS });
+    for (i, name) in ["a.ts", "b.ts", "c.ts", "d.ts"].iter().enumerate() {
+        seg(&mut s, i as u64 * 2000, name);
+    }
+    s.put(0, &p("v/index.m3u8"), playlist(0, &["a.ts", "b.ts", "c.ts"])).unwrap();
+    s.put(6000, &p("v/index.m3u8"), playlist(1, &["b.ts", "c.ts", "d.ts"])).unwrap();
+    s.delete(6000, &p("v/a.ts")).unwrap();
+    // Grace: twice the 6 s window, not the 60 s timeshift window.
+    assert!(s.get(6000 + 11_999, &p("v/a.ts")).is_some());
+    assert!(s.get(6000 + 12_000, &p("v/a.ts")).is_none());
+    let dvr = String::from_utf8(s.dvr_playlist(20_000, &p("v/index.m3u8"), View::Dvr).unwrap().to_vec()).unwrap();
+    assert!(dvr.contains("a.ts") && dvr.contains("d.ts"), "listed from the archive: {dvr}");
+    assert!(s.archived(&p("v/a.ts")) && !s.archived(&p("v/index.m3u8")));
+    // The stream ends; its log outlives every object until the timeshift window passes.
+    s.delete(20_000, &p("v/index.m3u8")).unwrap();
+    s.sweep(50_000);
+    assert_eq!(s.stats().1, 0);
+    let vod = String::from_utf8(s.dvr_playlist(50_000, &p("v/index.m3u8"), View::Vod).unwrap().to_vec()).unwrap();
+    assert!(vod.contains("#EXT-X-ENDLIST") && vod.contains("a.ts"), "{vod}");
+    s.sweep(66_000);
+    assert!(s.contents().is_empty(), "dropped once the window passed");
 }
 
 #[test]

@@ -5,11 +5,12 @@
 //! kernel stamps every received packet (`SO_TIMESTAMPNS`, wall clock, taken as loopback hands
 //! the packet to the receiving stack, i.e. while the edge's write runs) and a read returns the
 //! stamp of the last packet it consumed. A client's own scheduling therefore cannot move the
-//! figure either way: the clients sleep while the edge fans the first chunk out (as remote
-//! viewers would, they take no CPU from the edge's two cores) and read afterwards. To keep a
-//! later packet from being merged into the first one's buffer (which takes the later stamp), the
-//! upstream sends the rest of the body only after every client has read its first body bytes
-//! ([`Phase::FirstBytes`]).
+//! figure either way. While the edge fans the first chunk out the clients sleep ([`LULL`]), so
+//! that, like remote viewers, they take no CPU from the edge's two cores; they read afterwards.
+//! The lull is not synchronisation: a fan-out slower than it only meets clients already reading.
+//! To keep a later packet from being merged into the first one's buffer (which takes the later
+//! stamp), the upstream sends the rest of the body only after every client has read its first
+//! body bytes ([`Phase::FirstBytes`]).
 
 use std::io::{IoSliceMut, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -19,6 +20,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg, setsockopt, sockopt::ReceiveTimestampns};
+
+/// How long the clients sleep after the first chunk is released before reading it.
+const LULL: Duration = Duration::from_millis(50);
 
 /// How long any one read may wait before the test fails (a follower that never gets its first
 /// byte, for instance because it waits for the whole object).
@@ -44,9 +48,10 @@ pub(crate) struct Exchange {
 /// The client thread: reports [`Phase`]s, reads the first body bytes when told to, then reads
 /// every response to its end.
 pub(crate) struct Clients {
-    pub(crate) phases: tokio::sync::mpsc::UnboundedReceiver<Phase>,
+    phases: tokio::sync::mpsc::UnboundedReceiver<Phase>,
     read_first: mpsc::Sender<()>,
-    thread: JoinHandle<Vec<Exchange>>,
+    /// Taken when the thread is joined.
+    thread: Option<JoinHandle<Vec<Exchange>>>,
 }
 
 impl Clients {
@@ -55,30 +60,46 @@ impl Clients {
         let (phase_tx, phases) = tokio::sync::mpsc::unbounded_channel();
         let (read_first, go) = mpsc::channel();
         let request = format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
-        let thread = std::thread::spawn(move || {
+        let thread = std::thread::Builder::new().name("edge-clients".into()).spawn(move || {
             let mut conns: Vec<Conn> = (0..n).map(|_| Conn::open(addr, request.as_bytes())).collect();
             for c in &mut conns {
                 c.read_head();
             }
             phase_tx.send(Phase::Heads).unwrap();
             go.recv().unwrap();
+            std::thread::sleep(LULL);
             for c in &mut conns {
                 c.read_first_body_bytes();
             }
             phase_tx.send(Phase::FirstBytes).unwrap();
             conns.into_iter().map(Conn::finish).collect()
         });
-        Self { phases, read_first, thread }
+        Self { phases, read_first, thread: Some(thread.unwrap()) }
     }
 
-    /// Lets the clients read their first body bytes.
+    /// Tells the clients that the first chunk is about to be released: they read it after
+    /// [`LULL`].
     pub(crate) fn read_first_bytes(&self) {
         self.read_first.send(()).unwrap();
     }
 
+    /// Waits for the clients' next phase; fails with the client thread's panic if it ended.
+    pub(crate) async fn phase(&mut self) -> Phase {
+        if let Some(phase) = self.phases.recv().await {
+            return phase;
+        }
+        let thread = self.thread.take().unwrap();
+        let failure = tokio::task::spawn_blocking(move || thread.join()).await.unwrap().err();
+        let message = failure.as_ref().and_then(|p| {
+            p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        });
+        panic!("the client thread stopped: {}", message.unwrap_or_default());
+    }
+
     /// Waits for every response to end.
     pub(crate) async fn finish(self) -> Vec<Exchange> {
-        tokio::task::spawn_blocking(move || self.thread.join().unwrap()).await.unwrap()
+        let thread = self.thread.unwrap();
+        tokio::task::spawn_blocking(move || thread.join().unwrap()).await.unwrap()
     }
 }
 
