@@ -19,6 +19,7 @@ use std::sync::Once;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
+use axum::serve::ListenerExt;
 use axum::routing::get;
 use tokio::net::TcpListener;
 use tower_http::cors::CorsLayer;
@@ -74,6 +75,12 @@ pub async fn serve(
         shutdown.await;
         let _ = drain_tx.send(());
     };
+    // Small writes (a response head, a signalling frame) must not wait for Nagle + delayed ACK.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::debug!(%err, "TCP_NODELAY not set");
+        }
+    });
     let server = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(graceful);
     let deadline = async move {
