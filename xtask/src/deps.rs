@@ -33,13 +33,12 @@ pub(crate) fn install(browser: bool) -> Result<()> {
     if !packages.is_empty() {
         apt_install(&packages)?;
     }
-    if !Path::new("node_modules/hls.js/package.json").exists()
-        || !Path::new("node_modules/playwright-core/package.json").exists()
-    {
+    let npm_packages = ["hls.js", "playwright-core", "binaryen", "p2p-media-loader-core", "p2p-media-loader-hlsjs"];
+    if npm_packages.iter().any(|p| !Path::new("node_modules").join(p).join("package.json").exists()) {
         let args: &[&str] = if Path::new("package-lock.json").exists() {
-            &["ci", "--no-audit", "--no-fund"]
+            &["ci", "--no-audit", "--no-fund", "--ignore-scripts"]
         } else {
-            &["install", "--no-audit", "--no-fund"]
+            &["install", "--no-audit", "--no-fund", "--ignore-scripts"]
         };
         run("npm", args)?;
     }
