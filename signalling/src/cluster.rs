@@ -131,8 +131,11 @@ pub(crate) fn on_envelope(state: &AppState, payload: &[u8]) {
             }
         }
         Envelope::Evict { peer } => {
-            if let Some(old) = state.registry().remove(&peer) {
-                old.close(CLOSE_REPLACED, "replaced by a newer connection");
+            let removed = state.registry().remove(&peer);
+            match removed {
+                Some(old) => old.close(CLOSE_REPLACED, "replaced by a newer connection"),
+                // Its upgrade has not registered yet: close it as soon as it does.
+                None => state.note_early_eviction(peer, Instant::now()),
             }
         }
     }

@@ -37,15 +37,17 @@ mod relay;
 pub mod testing;
 mod ws;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::routing::get;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use protocol::PeerId;
 use service::Metrics;
 use tokio::net::TcpListener;
 
@@ -65,6 +67,11 @@ pub struct AppState {
     inner: Arc<Inner>,
 }
 
+/// How long an eviction that found no local connection is remembered.
+const EARLY_EVICTION_MEMORY: Duration = Duration::from_secs(60);
+/// Most such evictions remembered at once (each is a peerId and an instant).
+const MAX_EARLY_EVICTIONS: usize = 100_000;
+
 struct Inner {
     config: Config,
     policy: Policy,
@@ -77,6 +84,9 @@ struct Inner {
     rejected: Family<[(&'static str, &'static str); 1], Counter>,
     /// Turns true when the server shuts down, so open websockets close with "going away".
     stopping: tokio::sync::watch::Sender<bool>,
+    /// Evictions that arrived from the broker before the evicted connection had registered here
+    /// (its upgrade was still in flight): peerId → when the eviction arrived.
+    early_evictions: Mutex<HashMap<PeerId, Instant>>,
 }
 
 impl AppState {
@@ -108,6 +118,7 @@ impl AppState {
             broker,
             rejected: Family::default(),
             stopping: tokio::sync::watch::Sender::new(false),
+            early_evictions: Mutex::new(HashMap::new()),
         };
         metrics.register("signalling_connections", "Open websocket connections", inner.connections.clone());
         metrics.register("signalling_relayed", "Signals delivered to their recipient's queue", inner.relayed.clone());
@@ -118,6 +129,29 @@ impl AppState {
         );
         metrics.register("signalling_rejected", "Refused upgrades and frames, by reason", inner.rejected.clone());
         Ok(Self { inner: Arc::new(inner) })
+    }
+
+    /// Remembers an eviction of `peer` that found no local connection yet.
+    fn note_early_eviction(&self, peer: PeerId, now: Instant) {
+        let mut early = self.inner.early_evictions.lock().unwrap_or_else(|e| e.into_inner());
+        // An upgrade that has not registered within a minute never will: forget older notes.
+        early.retain(|_, at| now.duration_since(*at) < EARLY_EVICTION_MEMORY);
+        if early.len() < MAX_EARLY_EVICTIONS {
+            early.insert(peer, now);
+        }
+    }
+
+    /// Whether `peer`'s connection that claimed the directory at `claimed_at` was evicted before
+    /// it registered (a later connection on another node took the peerId over).
+    fn take_early_eviction(&self, peer: &PeerId, claimed_at: Instant) -> bool {
+        let mut early = self.inner.early_evictions.lock().unwrap_or_else(|e| e.into_inner());
+        match early.get(peer) {
+            Some(at) if *at >= claimed_at => {
+                early.remove(peer);
+                true
+            }
+            _ => false,
+        }
     }
 
     fn registry(&self) -> MutexGuard<'_, Registry<ConnHandle>> {

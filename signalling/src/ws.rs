@@ -77,6 +77,7 @@ pub(crate) async fn upgrade(
     };
     // Claimed in the broker's directory before the client learns it is connected, so a relay it
     // triggers right away finds it, and of two racing connections of one peerId the later wins.
+    let claimed_at = Instant::now();
     cluster::claim(&state, &peer).await;
     let config = &state.inner.config;
     ws.max_message_size(MAX_MESSAGE_BYTES)
@@ -84,7 +85,7 @@ pub(crate) async fn upgrade(
         .read_buffer_size(config.ws_read_buffer_bytes)
         .write_buffer_size(config.ws_write_buffer_bytes)
         .max_write_buffer_size(config.ws_max_write_buffer_bytes)
-        .on_upgrade(move |socket| connection(state, peer, scope, slot, socket))
+        .on_upgrade(move |socket| connection(state, peer, scope, slot, claimed_at, socket))
 }
 
 fn authorize(state: &AppState, query: Result<Query<Params>, QueryRejection>) -> Result<(PeerId, Scope), ApiError> {
@@ -105,13 +106,26 @@ fn authorize(state: &AppState, query: Result<Query<Params>, QueryRejection>) -> 
 
 /// Runs one connection until the peer leaves, is replaced, idles, lags, or the server stops; its
 /// per-address `_slot` is freed when it ends.
-async fn connection(state: AppState, peer: PeerId, scope: Scope, _slot: Option<Slot>, socket: WebSocket) {
+async fn connection(
+    state: AppState,
+    peer: PeerId,
+    scope: Scope,
+    _slot: Option<Slot>,
+    claimed_at: Instant,
+    socket: WebSocket,
+) {
     let config = &state.inner.config;
     let (queue, mut outgoing) = mpsc::channel(config.queue_messages);
     let (close, mut closed) = oneshot::channel();
     let (conn_id, replaced) = state.registry().register(peer.clone(), scope.clone(), ConnHandle { queue, close });
     if let Some(old) = replaced {
         old.close(CLOSE_REPLACED, "replaced by a newer connection");
+    }
+    if state.take_early_eviction(&peer, claimed_at) {
+        let evicted = state.registry().remove(&peer);
+        if let Some(me) = evicted {
+            me.close(CLOSE_REPLACED, "replaced by a newer connection");
+        }
     }
     state.inner.connections.inc();
     tracing::debug!(%peer, "connected");
