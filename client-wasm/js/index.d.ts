@@ -53,6 +53,11 @@ export declare class Agent {
   /** Resolves to the mode reached; never rejects. */
   start(): Promise<'p2p' | 'cdn' | 'destroyed'>;
   playlist(rendition: number, segments: AgentSegment[], playlistUrl?: string): void;
+  /**
+   * CDN pathways in priority order, one variant playlist URL each. A segment download that
+   * fails on one (no response or 5xx) resumes at once on the next; at most 16 are kept.
+   */
+  pathways(pathways: AgentPathway[]): void;
   playback(positionMs: number, rate: number, bufferedEndMs: number): void;
   load(rendition: number, msn: number): Promise<Uint8Array>;
   abort(rendition: number, msn: number): void;
@@ -97,6 +102,16 @@ export interface SwarmcastHandle {
 export declare function loadAgentModule(wasmUrl?: string | URL): Promise<unknown>;
 export declare function createAgent(options: AgentOptions): Promise<Agent>;
 export declare function isAgentFragment(context: unknown): boolean;
+/** One CDN pathway (`PATHWAY-ID`) and a variant playlist URL on it. */
+export interface AgentPathway {
+  id: string;
+  url: string;
+}
+/** The pathways of hls.js's parsed levels, in `priority` order then the playlist's. */
+export declare function pathwaysOf(
+  levels: Array<{ url: string | string[]; attrs?: Record<string, string> }>,
+  priority?: string[] | null,
+): AgentPathway[];
 export declare function segmentsOf(details: { fragments?: unknown[] }): AgentSegment[];
 /** An hls.js `fLoader` class routing main media fragments through `agent`. */
 export declare function createFragmentLoader(

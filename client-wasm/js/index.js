@@ -50,6 +50,23 @@ export function isAgentFragment(context) {
   );
 }
 
+/**
+ * The CDN pathways of a multivariant playlist (content steering), in `priority` order then the
+ * playlist's: `[{ id, url }]` with one variant playlist URL per `PATHWAY-ID`.
+ * @param {Array<{ url: string, attrs?: Record<string, string> }>} levels hls.js's parsed levels
+ * @param {string[] | null} [priority] the steering manifest's `PATHWAY-PRIORITY`
+ */
+export function pathwaysOf(levels, priority) {
+  const byId = new Map();
+  for (const level of levels || []) {
+    const id = level.attrs?.['PATHWAY-ID'];
+    const url = Array.isArray(level.url) ? level.url[0] : level.url;
+    if (id && typeof url === 'string' && !byId.has(id)) byId.set(id, url);
+  }
+  const order = [...(priority || []).filter((id) => byId.has(id)), ...byId.keys()];
+  return [...new Set(order)].map((id) => ({ id, url: byId.get(id) }));
+}
+
 /** The agent's view of an hls.js level's fragments. */
 export function segmentsOf(details) {
   const out = [];
@@ -270,6 +287,22 @@ export async function attachSwarmcast(Hls, hls, video, options) {
   hls.config.fLoader = createFragmentLoader(agent, Hls, { beforeLoad, onSegment });
 
   const onLevel = (_event, data) => feedLevel(data.level, data.details);
+  // Every pathway's variants, so that the agent can resume a failed download on another CDN.
+  let parsedLevels = [];
+  const feedPathways = (priority) => {
+    const list = pathwaysOf(parsedLevels, priority);
+    if (!agent || agent.destroyed || list.length < 2) return;
+    try {
+      agent.pathways(list);
+    } catch (err) {
+      console.warn('[swarmcast] pathways refused:', err);
+    }
+  };
+  const onManifest = (_event, data) => {
+    parsedLevels = data.levels || [];
+    feedPathways(hls.pathwayPriority);
+  };
+  const onSteering = (_event, data) => feedPathways(data.steeringManifest?.['PATHWAY-PRIORITY']);
   let started = false;
   const sendPlayback = () => {
     if (!agent || agent.destroyed) return;
@@ -293,6 +326,8 @@ export async function attachSwarmcast(Hls, hls, video, options) {
   if (agent) {
     hls.on(Hls.Events.LEVEL_LOADED, onLevel);
     hls.on(Hls.Events.LEVEL_UPDATED, onLevel);
+    hls.on(Hls.Events.MANIFEST_LOADED, onManifest);
+    hls.on(Hls.Events.STEERING_MANIFEST_LOADED, onSteering);
     for (const e of mediaEvents) video.addEventListener(e, sendPlayback);
     video.addEventListener('playing', onPlaying);
     video.addEventListener('waiting', onWaiting);
@@ -313,6 +348,8 @@ export async function attachSwarmcast(Hls, hls, video, options) {
       clearInterval(interval);
       hls.off(Hls.Events.LEVEL_LOADED, onLevel);
       hls.off(Hls.Events.LEVEL_UPDATED, onLevel);
+      hls.off(Hls.Events.MANIFEST_LOADED, onManifest);
+      hls.off(Hls.Events.STEERING_MANIFEST_LOADED, onSteering);
       for (const e of mediaEvents) video.removeEventListener(e, sendPlayback);
       video.removeEventListener('playing', onPlaying);
       video.removeEventListener('waiting', onWaiting);

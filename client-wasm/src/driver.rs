@@ -13,10 +13,11 @@ use engine::{Engine, Input, Millis, Output, SegmentInfo};
 use js_sys::{Function, Promise};
 use protocol::SegmentId;
 use wasm_bindgen::JsValue;
-use web_sys::AbortController;
 
-use crate::http::{self, FetchEvent};
+use crate::downloads::{self, Fetch};
+use crate::http;
 use crate::js::{self, Timer};
+use crate::pathways::Pathways;
 use crate::peer::Peers;
 use crate::session::{self, Reporting, Session};
 use crate::signalling::Signalling;
@@ -63,15 +64,6 @@ struct Pending {
     reject: Function,
 }
 
-/// One HTTP download in flight.
-struct Fetch {
-    generation: u64,
-    controller: AbortController,
-    started_ms: f64,
-    received: u64,
-    /// The body, for direct downloads (the engine keeps its own).
-    body: Option<Vec<u8>>,
-}
 
 /// Everything the agent holds.
 pub(crate) struct Shell {
@@ -84,14 +76,16 @@ pub(crate) struct Shell {
     pub(crate) reporting: Option<Reporting>,
     pub(crate) signalling: Option<Signalling>,
     pub(crate) peers: Peers,
-    playlists: VecMap<u32, Vec<SegmentInfo>>,
+    pub(crate) playlists: VecMap<u32, Vec<SegmentInfo>>,
     last_playback: Option<Input>,
     loads: VecMap<SegmentId, Vec<Pending>>,
     /// Downloads the engine asked for.
-    http: VecMap<SegmentId, Fetch>,
+    pub(crate) http: VecMap<SegmentId, Fetch>,
     /// Downloads made before the engine existed, straight to the player.
-    direct: VecMap<SegmentId, Fetch>,
-    next_generation: u64,
+    pub(crate) direct: VecMap<SegmentId, Fetch>,
+    pub(crate) next_generation: u64,
+    /// The CDN pathways segments can be fetched from, for failover.
+    pub(crate) pathways: Pathways,
     timer: Option<(Millis, Timer)>,
     /// Samples the uplink for the engine.
     uplink_timer: Option<Timer>,
@@ -123,6 +117,7 @@ impl Shell {
                 http: VecMap::default(),
                 direct: VecMap::default(),
                 next_generation: 0,
+                pathways: Pathways::default(),
                 timer: None,
                 uplink_timer: None,
                 digest_key: None,
@@ -225,10 +220,10 @@ fn drive(shell: &ShellRef) {
 
 fn perform(shell: &ShellRef, out: Output) {
     match out {
-        Output::FetchHttp { id, url, range_start } => start_fetch(shell, id, &url, range_start, false),
+        Output::FetchHttp { id, url, range_start } => downloads::start(shell, id, &url, range_start, false),
         Output::AbortHttp { id } => {
             if let Some(fetch) = shell.borrow_mut().http.remove(&id) {
-                fetch.controller.abort();
+                fetch.abort();
             }
         }
         Output::SendToPeer { peer, bytes } => crate::peer::send(shell, &peer, bytes),
@@ -307,7 +302,7 @@ pub(crate) fn load(shell: &ShellRef, id: SegmentId) -> Promise {
         if engine {
             feed(shell, Input::PlayerRequest { id });
         } else {
-            start_direct(shell, id);
+            downloads::start_direct(shell, id);
         }
     }
     promise
@@ -318,7 +313,7 @@ pub(crate) fn abort(shell: &ShellRef, id: SegmentId) {
     let had = {
         let mut s = shell.borrow_mut();
         if let Some(fetch) = s.direct.remove(&id) {
-            fetch.controller.abort();
+            fetch.abort();
         }
         s.loads.remove(&id)
     };
@@ -329,7 +324,7 @@ pub(crate) fn abort(shell: &ShellRef, id: SegmentId) {
     feed(shell, Input::PlayerAbort { id });
 }
 
-fn settle(shell: &ShellRef, id: SegmentId, result: Result<&[u8], &str>) {
+pub(crate) fn settle(shell: &ShellRef, id: SegmentId, result: Result<&[u8], &str>) {
     let Some(list) = shell.borrow_mut().loads.remove(&id) else { return };
     for p in list {
         let _ = match result {
@@ -337,84 +332,6 @@ fn settle(shell: &ShellRef, id: SegmentId, result: Result<&[u8], &str>) {
             Err(msg) => p.reject.call1(&JsValue::NULL, &http::js_error(msg)),
         };
     }
-}
-
-fn start_direct(shell: &ShellRef, id: SegmentId) {
-    let url = {
-        let s = shell.borrow();
-        s.playlists.get(&id.rendition).and_then(|w| w.iter().find(|seg| seg.msn == id.msn)).map(|seg| seg.url.clone())
-    };
-    match url {
-        Some(url) => start_fetch(shell, id, &url, 0, true),
-        None => settle(shell, id, Err("segment not in any playlist")),
-    }
-}
-
-/// Starts an HTTP download of `id`, for the engine or (`direct`) straight for the player.
-fn start_fetch(shell: &ShellRef, id: SegmentId, url: &str, range_start: u64, direct: bool) {
-    let (generation, weak) = {
-        let mut s = shell.borrow_mut();
-        s.next_generation += 1;
-        (s.next_generation, s.weak())
-    };
-    let sink = move |event: FetchEvent| -> bool {
-        let Some(shell) = weak.upgrade() else { return false };
-        on_fetch_event(&shell, id, generation, direct, event)
-    };
-    let Some(controller) = http::fetch_segment(url, range_start, sink) else {
-        if direct {
-            settle(shell, id, Err("fetch unavailable"));
-        } else {
-            feed(shell, Input::HttpFailed { id, status: None });
-        }
-        return;
-    };
-    let fetch = Fetch { generation, controller, started_ms: js::now_f64(), received: 0, body: direct.then(Vec::new) };
-    let mut s = shell.borrow_mut();
-    let map = if direct { &mut s.direct } else { &mut s.http };
-    if let Some(old) = map.insert(id, fetch) {
-        old.controller.abort();
-    }
-}
-
-/// Handles one event of the download `generation` of `id`; false when it is no longer wanted.
-fn on_fetch_event(shell: &ShellRef, id: SegmentId, generation: u64, direct: bool, event: FetchEvent) -> bool {
-    let finished = {
-        let mut s = shell.borrow_mut();
-        let s = &mut *s;
-        let map = if direct { &mut s.direct } else { &mut s.http };
-        let Some(fetch) = map.get_mut(&id).filter(|f| f.generation == generation) else { return false };
-        match &event {
-            FetchEvent::Started => return true,
-            FetchEvent::Chunk { bytes, .. } => {
-                fetch.received += bytes.len() as u64;
-                if let Some(body) = fetch.body.as_mut() {
-                    body.extend_from_slice(bytes);
-                    s.counters.direct_http_bytes += bytes.len() as u64;
-                }
-                None
-            }
-            FetchEvent::Done { .. } | FetchEvent::Failed { .. } => map.remove(&id),
-        }
-    };
-    if let (Some(fetch), FetchEvent::Done { .. }) = (&finished, &event) {
-        let mut s = shell.borrow_mut();
-        let elapsed = js::now_f64() - fetch.started_ms;
-        s.counters.bandwidth_bps = crate::wire::update_bandwidth(s.counters.bandwidth_bps, fetch.received, elapsed);
-    }
-    match (direct, event) {
-        (true, FetchEvent::Done { .. }) => {
-            let body = finished.and_then(|f| f.body).unwrap_or_default();
-            settle(shell, id, Ok(&body));
-        }
-        (true, FetchEvent::Failed { .. }) => settle(shell, id, Err("HTTP download failed")),
-        (true, _) => {}
-        (false, FetchEvent::Chunk { offset, bytes }) => feed(shell, Input::HttpChunk { id, offset, bytes }),
-        (false, FetchEvent::Done { total_len }) => feed(shell, Input::HttpDone { id, total_len }),
-        (false, FetchEvent::Failed { status }) => feed(shell, Input::HttpFailed { id, status }),
-        (false, FetchEvent::Started) => {}
-    }
-    true
 }
 
 /// Stops everything: downloads, peers, signalling, timers; pending loads reject.
@@ -427,7 +344,7 @@ pub(crate) fn destroy(shell: &ShellRef) {
         s.reporting = None;
         s.session = None;
         for (_, f) in std::mem::take(&mut s.http).into_iter().chain(std::mem::take(&mut s.direct)) {
-            f.controller.abort();
+            f.abort();
         }
         (std::mem::take(&mut s.loads), s.signalling.take())
     };

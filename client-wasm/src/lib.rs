@@ -7,6 +7,7 @@
 //! const agent = new Agent({ customer, content, distributor_url, p2p: true });
 //! agent.start();                                   // config → init → signalling, in the background
 //! agent.playlist(level, [{ msn, start_ms, duration_ms, url }, ...]);   // on every playlist load
+//! agent.pathways([{ id: 'cdn-a', url: 'https://a.example/live/360p.m3u8' }, ...]); // steering
 //! agent.playback(position_ms, rate, buffered_end_ms);                  // ~4×/s
 //! const bytes = await agent.load(level, msn);      // Uint8Array of the whole segment
 //! ```
@@ -18,14 +19,16 @@
 //!
 //! Modules: [`driver`] (the engine loop and player requests), [`session`] (distributor,
 //! tracker, analytics), [`signalling`] (websocket), [`peer`] (RTCPeerConnection + data
-//! channels), [`http`] (fetch), [`wire`] (pure helpers), [`js`] (clock, timers).
+//! channels), [`http`] (fetch), [`downloads`] (segment downloads), [`pathways`] (CDN failover), [`wire`] (pure helpers), [`js`] (clock, timers).
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod digests;
+mod downloads;
 mod driver;
 mod http;
 mod js;
 mod outbox;
+mod pathways;
 mod peer;
 mod sdp;
 mod session;
@@ -81,6 +84,21 @@ impl Agent {
         if let Some(url) = playlist_url {
             digests::refresh(&self.shell, rendition, &url);
         }
+        Ok(())
+    }
+
+    /// Gives the CDN pathways of the stream in priority order: an array of `{ id, url }`, the
+    /// `PATHWAY-ID` and one variant playlist URL on that pathway, whose directory is the
+    /// pathway's base (content steering, draft-pantos-hls-rfc8216bis §4.4.6.6). A segment download that fails on one pathway with
+    /// no response or a 5xx resumes at once on the next, and that pathway is avoided for 30 s.
+    /// At most 16 pathways are kept.
+    ///
+    /// # Errors
+    /// When `pathways` is not such an array (or is over 64 KiB of JSON).
+    pub fn pathways(&self, pathways: JsValue) -> Result<(), JsError> {
+        let json = stringify(&pathways)?;
+        let list = wire::parse_pathways(&json).map_err(|e| JsError::new(&e.to_string()))?;
+        self.shell.borrow_mut().pathways.set(list);
         Ok(())
     }
 

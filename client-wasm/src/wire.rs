@@ -102,6 +102,25 @@ pub(crate) fn parse_segments(json: &str) -> Result<Vec<SegmentInfo>, InputError>
     Ok(out)
 }
 
+/// One CDN pathway as the page describes it in `agent.pathways([...])`.
+#[derive(Debug, Deserialize)]
+struct JsPathway {
+    id: String,
+    url: String,
+}
+
+/// Parses a pathway list JSON (`[{id, url}]`, priority order; `url` is a variant playlist URL
+/// on that pathway) into `(id, base URL)` pairs. Entries whose URL has no path are refused.
+pub(crate) fn parse_pathways(json: &str) -> Result<Vec<(String, String)>, InputError> {
+    let raw: Vec<JsPathway> = parse_bounded(json)?;
+    raw.into_iter()
+        .map(|p| match crate::pathways::base_of(&p.url) {
+            Some(base) => Ok((p.id, base.to_owned())),
+            None => Err(InputError::Malformed(format!("pathway {} has no playlist path", p.id))),
+        })
+        .collect()
+}
+
 /// Converts a JS number to a whole `u64`, rounding down; `None` when negative, NaN or ≥ 2^53.
 pub(crate) fn to_u64(x: f64) -> Option<u64> {
     const MAX_SAFE: f64 = 9_007_199_254_740_991.0;
@@ -290,6 +309,17 @@ pub(crate) fn content_range_start(header: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pathways_become_bases_in_order() {
+        let list = parse_pathways(
+            r#"[{"id":"cdn-b","url":"http://b/live/x/360p.m3u8?__token__=t"},{"id":"cdn-a","url":"http://a/live/x/360p.m3u8"}]"#,
+        )
+        .unwrap();
+        assert_eq!(list, vec![("cdn-b".into(), "http://b/live/x/".into()), ("cdn-a".into(), "http://a/live/x/".into())]);
+        assert!(parse_pathways(r#"[{"id":"a","url":"nopath"}]"#).is_err());
+        assert!(parse_pathways(r#"{"id":"a"}"#).is_err());
+    }
 
     #[test]
     fn options_default_missing_fields() {

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import test from 'node:test';
 
-import { createFragmentLoader, isAgentFragment, segmentsOf } from '../index.js';
+import { createFragmentLoader, isAgentFragment, pathwaysOf, segmentsOf } from '../index.js';
 
 class FakeDefaultLoader {
   static loads = [];
@@ -158,4 +158,18 @@ test('segmentsOf keeps whole numbered segments in ms', () => {
   ]);
   assert.equal(isAgentFragment(mediaContext()), true);
   assert.equal(isAgentFragment({ frag: { type: 'main', sn: 1, level: -1 } }), false);
+});
+
+test('pathwaysOf lists each pathway once, steering priority first', () => {
+  const levels = [
+    { url: 'http://a/live/x/360p.m3u8', attrs: { 'PATHWAY-ID': 'cdn-a' } },
+    { url: 'http://a/live/x/720p.m3u8', attrs: { 'PATHWAY-ID': 'cdn-a' } },
+    { url: ['http://b/live/x/360p.m3u8'], attrs: { 'PATHWAY-ID': 'cdn-b' } },
+    { url: 'http://c/live/x/360p.m3u8', attrs: {} },
+  ];
+  const a = { id: 'cdn-a', url: 'http://a/live/x/360p.m3u8' };
+  const b = { id: 'cdn-b', url: 'http://b/live/x/360p.m3u8' };
+  assert.deepEqual(pathwaysOf(levels), [a, b]);
+  assert.deepEqual(pathwaysOf(levels, ['cdn-b', 'gone']), [b, a]);
+  assert.deepEqual(pathwaysOf(undefined), []);
 });
