@@ -153,3 +153,21 @@ export async function fetchesByHost(viewer) {
     return out;
   });
 }
+
+/**
+ * Waits until the first variant of `masterUrl` lists at least `count` segments, so that viewers
+ * join at hls.js's usual live latency rather than at the edge of a stream that just started.
+ */
+export async function waitForWindow(masterUrl, count) {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    try {
+      const master = await (await fetch(masterUrl)).text();
+      const variant = master.split('\n').find((l) => l && !l.startsWith('#'));
+      const playlist = await (await fetch(new URL(variant.trim(), masterUrl))).text();
+      if (playlist.split('\n').filter((l) => l.startsWith('#EXTINF')).length >= count) return;
+    } catch { /* not up yet */ }
+    if (Date.now() >= deadline) throw new Error('the live window never filled');
+    await sleep(500);
+  }
+}

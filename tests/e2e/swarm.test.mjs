@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
-import { ROOT, launchBrowser, openViewer, readViewer, sleep, startDemo } from './harness.mjs';
+import { ROOT, launchBrowser, openViewer, readViewer, sleep, startDemo, waitForWindow } from './harness.mjs';
 
 const SIZES = (process.env.E2E_SWARM_SIZES ?? '4,6').split(',').map(Number);
 const PLAY_MS = Number(process.env.E2E_PLAY_MS ?? 60_000);
@@ -27,20 +27,6 @@ const sample = (v) => v.page.evaluate(() => {
 });
 
 /** Waits until the stream's first media playlist lists `count` segments (a full live window). */
-async function waitForWindow(masterUrl, count) {
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    try {
-      const master = await (await fetch(masterUrl)).text();
-      const variant = master.split('\n').find((l) => l && !l.startsWith('#'));
-      const playlist = await (await fetch(new URL(variant.trim(), masterUrl))).text();
-      if (playlist.split('\n').filter((l) => l.startsWith('#EXTINF')).length >= count) return;
-    } catch { /* not up yet */ }
-    assert.ok(Date.now() < deadline, 'the live window never filled');
-    await sleep(500);
-  }
-}
-
 for (const n of SIZES) {
   test(`a swarm of ${n} viewers approaches the offload bound at low latency`, { timeout: PLAY_MS + n * 30_000 + 180_000 }, async (t) => {
     const demo = await startDemo();
