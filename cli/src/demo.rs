@@ -61,6 +61,9 @@ pub(crate) struct Args {
     /// Time between two probes of each CDN, in milliseconds.
     #[arg(long, default_value_t = 1000)]
     probe_interval_ms: u64,
+    /// Lifetime of the tracker's session tokens, in seconds (agents renew them at 80 %).
+    #[arg(long, default_value_t = 3600)]
+    token_ttl_s: u64,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -153,7 +156,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         ..Default::default()
     };
     tasks.spawn(distributor::run(distributor_config, distributor_l, stop()));
-    let tracker_config = tracker::Config { secret: secret.clone(), ..Default::default() };
+    let tracker_config =
+        tracker::Config { secret: secret.clone(), token_ttl_s: args.token_ttl_s, ..Default::default() };
     tasks.spawn(tracker::run(tracker_config, tracker_l, stop()));
     let signalling_config = signalling::Config { secret: secret.clone(), ..Default::default() };
     tasks.spawn(signalling::run(signalling_config, signalling_l, stop()));

@@ -6,7 +6,8 @@ use engine::{Engine, Input};
 use js_sys::Reflect;
 use protocol::PeerId;
 use protocol::api::{
-    ConfigResponse, InitRequest, InitResponse, PeersRequest, PeersResponse, TrackRequest, UsageReport,
+    ConfigResponse, InitRequest, InitResponse, PeersRequest, PeersResponse, RenewRequest, RenewResponse, TrackRequest,
+    UsageReport,
 };
 use protocol::signal::ClientMessage;
 use wasm_bindgen::JsValue;
@@ -28,17 +29,23 @@ const MAX_CANDIDATES: usize = 64;
 /// `peer_timeout_s`), and `peers` calls stop once the engine has all the peers it wants.
 const TRACK_KEEPALIVE_MS: u32 = 20_000;
 
+/// Wait before trying a failed token renewal again, in ms.
+const RENEW_RETRY_MS: u32 = 30_000;
+
 /// The P2P session, once the tracker issued a peerId.
 pub(crate) struct Session {
     /// The tracker's peerId for this agent.
     pub(crate) peer_id: PeerId,
     token: String,
     tracker_url: String,
+    signalling_url: String,
     max_peers: u32,
     tracked: Option<u32>,
     track_in_flight: bool,
     peers_in_flight: bool,
     _keepalive: Option<Timer>,
+    /// Renews `token` before it expires (`POST /v1/renew`).
+    renewal: Option<Timer>,
 }
 
 /// Periodic usage reports to analytics. After a failed report the next ones are skipped for a
@@ -139,11 +146,13 @@ pub(crate) async fn start(shell: ShellRef) -> &'static str {
                 peer_id: i.peer_id.clone(),
                 token: i.token.clone(),
                 tracker_url: config.as_ref().map(|c| c.tracker_url.clone()).unwrap_or_default(),
+                signalling_url: config.as_ref().map(|c| c.signalling_url.clone()).unwrap_or_default(),
                 max_peers,
                 tracked: None,
                 track_in_flight: false,
                 peers_in_flight: false,
                 _keepalive: keepalive,
+                renewal: None,
             });
             s.peers.set_local(i.peer_id.clone(), max_peers);
         }
@@ -156,8 +165,64 @@ pub(crate) async fn start(shell: ShellRef) -> &'static str {
     if let (Some(i), Some(c)) = (&init, &config) {
         signalling::open(&shell, wire::signalling_url(&c.signalling_url, i.peer_id.as_str(), &i.token));
         rendition_changed(&shell);
+        schedule_renewal(&shell, wire::renewal_delay_ms(i.token_ttl_s));
     }
     mode.name()
+}
+
+/// Arms the token renewal `delay_ms` from now (none when `None`).
+fn schedule_renewal(shell: &ShellRef, delay_ms: Option<u32>) {
+    let mut s = shell.borrow_mut();
+    let weak = s.weak();
+    let Some(session) = s.session.as_mut() else { return };
+    session.renewal = delay_ms.and_then(|delay| {
+        Timer::once(delay, move || {
+            if let Some(shell) = weak.upgrade() {
+                renew(&shell);
+            }
+        })
+    });
+}
+
+/// Gets a fresh token for the same peerId (`POST /v1/renew`): later tracker calls and signalling
+/// reconnects use it, so a session outlives its first token. Retried every 30 s on failure; once
+/// the tracker says the token is too old to renew, P2P winds down as calls start failing and
+/// playback goes on over the CDN.
+fn renew(shell: &ShellRef) {
+    let (url, body, timeout) = {
+        let s = shell.borrow();
+        let Some(session) = s.session.as_ref() else { return };
+        let body = RenewRequest { peer_id: session.peer_id.clone(), token: session.token.clone() };
+        (wire::endpoint(&session.tracker_url, "/v1/renew"), body, s.options.http_timeout_ms)
+    };
+    let weak = shell.borrow().weak();
+    wasm_bindgen_futures::spawn_local(async move {
+        let answer = http::post_json::<_, RenewResponse>(&url, &body, timeout).await;
+        let Some(shell) = weak.upgrade() else { return };
+        let next = match answer {
+            Ok(renewed) => {
+                let mut s = shell.borrow_mut();
+                let s = &mut *s;
+                let Some(session) = s.session.as_mut() else { return };
+                session.token = renewed.token;
+                let url = wire::signalling_url(&session.signalling_url, session.peer_id.as_str(), &session.token);
+                if let Some(sig) = s.signalling.as_mut() {
+                    sig.set_url(url);
+                }
+                s.log("session token renewed");
+                wire::renewal_delay_ms(renewed.token_ttl_s)
+            }
+            Err(http::HttpError::Status(401)) => {
+                shell.borrow().log("session token can no longer be renewed");
+                None
+            }
+            Err(e) => {
+                shell.borrow().log(&format!("token renewal: {e}; retrying"));
+                Some(RENEW_RETRY_MS)
+            }
+        };
+        schedule_renewal(&shell, next);
+    });
 }
 
 /// Tells the tracker the rendition the player now plays (`POST /v1/track`), then asks for

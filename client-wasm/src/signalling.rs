@@ -45,6 +45,11 @@ pub(crate) fn open(shell: &ShellRef, url: String) {
 }
 
 impl Signalling {
+    /// Sets the URL of later reconnects (a renewed token); the open socket stays.
+    pub(crate) fn set_url(&mut self, url: String) {
+        self.url = url;
+    }
+
     /// Sends `msg` if the socket is open; false when it could not be sent.
     pub(crate) fn send(&self, msg: &ClientMessage) -> bool {
         let (Some(ws), true) = (&self.ws, self.open) else { return false };

@@ -160,6 +160,16 @@ pub(crate) fn signalling_url(base: &str, peer_id: &str, token: &str) -> String {
     format!("{base}{sep}peer_id={}&token={}", encode_component(peer_id), encode_component(token))
 }
 
+/// When to renew a session token that lives `ttl_s` seconds from now, in ms: at 80 % of its life,
+/// not sooner than 10 s. `None` when the tracker did not say (`ttl_s` 0).
+pub(crate) fn renewal_delay_ms(ttl_s: u64) -> Option<u32> {
+    if ttl_s == 0 {
+        return None;
+    }
+    let ms = ttl_s.saturating_mul(800).max(10_000);
+    Some(u32::try_from(ms).unwrap_or(u32::MAX))
+}
+
 /// Percent-encodes a query value: everything but RFC 3986 unreserved characters (§2.3).
 pub(crate) fn encode_component(s: &str) -> String {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
@@ -311,12 +321,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn tokens_are_renewed_at_four_fifths_of_their_life() {
+        assert_eq!(renewal_delay_ms(0), None);
+        assert_eq!(renewal_delay_ms(3_600), Some(2_880_000));
+        assert_eq!(renewal_delay_ms(1), Some(10_000));
+        assert_eq!(renewal_delay_ms(u64::MAX), Some(u32::MAX));
+    }
+
+    #[test]
     fn pathways_become_bases_in_order() {
         let list = parse_pathways(
             r#"[{"id":"cdn-b","url":"http://b/live/x/360p.m3u8?__token__=t"},{"id":"cdn-a","url":"http://a/live/x/360p.m3u8"}]"#,
         )
         .unwrap();
-        assert_eq!(list, vec![("cdn-b".into(), "http://b/live/x/".into()), ("cdn-a".into(), "http://a/live/x/".into())]);
+        assert_eq!(
+            list,
+            vec![("cdn-b".into(), "http://b/live/x/".into()), ("cdn-a".into(), "http://a/live/x/".into())]
+        );
         assert!(parse_pathways(r#"[{"id":"a","url":"nopath"}]"#).is_err());
         assert!(parse_pathways(r#"{"id":"a"}"#).is_err());
     }

@@ -80,7 +80,13 @@ pub struct PeeringRules {
 
 impl Default for PeeringRules {
     fn default() -> Self {
-        Self { max_peers: 8, upload_allowed: true, upload_on_cellular: false, asn_allow: Vec::new(), asn_deny: Vec::new() }
+        Self {
+            max_peers: 8,
+            upload_allowed: true,
+            upload_on_cellular: false,
+            asn_allow: Vec::new(),
+            asn_deny: Vec::new(),
+        }
     }
 }
 
@@ -119,6 +125,30 @@ pub struct InitResponse {
     pub protocol_version: u32,
     /// How often the agent asks for new peers while it has fewer than it wants, in ms.
     pub peers_interval_ms: u64,
+    /// Lifetime of `token` from now, in s: the agent renews it (`POST /v1/renew`) before then.
+    /// 0 from trackers that do not say.
+    #[serde(default)]
+    pub token_ttl_s: u64,
+}
+
+/// Body of `POST /v1/renew` (tracker): a fresh token for the same peerId, so a session outlives
+/// its first token without changing identity (peers know it by its peerId).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RenewRequest {
+    /// The agent's peerId.
+    pub peer_id: PeerId,
+    /// The session's current token from [`InitResponse::token`] or an earlier renewal; accepted
+    /// until a grace period after its expiry.
+    pub token: String,
+}
+
+/// Answer of `POST /v1/renew` (tracker).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RenewResponse {
+    /// The new token, for every later call and signalling connection.
+    pub token: String,
+    /// Its lifetime from now, in s.
+    pub token_ttl_s: u64,
 }
 
 /// Body of `POST /v1/track` (tracker): the rendition the agent now plays, which puts it in that swarm.
@@ -311,7 +341,8 @@ impl SegmentDigest {
     /// The exact bytes the signature covers:
     /// `swarmcast-digest-v1\n{content}\n{playlist}\n{msn}\n{bytes}\n{sha256}`.
     pub fn signed_message(&self, content: &str, playlist: &str) -> Vec<u8> {
-        format!("swarmcast-digest-v1\n{content}\n{playlist}\n{}\n{}\n{}", self.msn, self.bytes, self.sha256).into_bytes()
+        format!("swarmcast-digest-v1\n{content}\n{playlist}\n{}\n{}\n{}", self.msn, self.bytes, self.sha256)
+            .into_bytes()
     }
 }
 

@@ -66,6 +66,20 @@ pub fn verify(secret: &[u8], token: &str, now_s: u64) -> Result<Claims, TokenErr
     Ok(claims)
 }
 
+/// Checks `token` like [`verify`] but also accepts it up to `grace_s` seconds after its expiry:
+/// for renewing a session whose agent was asleep (a throttled background tab) when it was due.
+///
+/// # Errors
+/// [`TokenError`]: malformed, bad signature, or expired more than `grace_s` ago
+/// (`expires_at_s + grace_s <= now_s`).
+pub fn verify_for_renewal(secret: &[u8], token: &str, now_s: u64, grace_s: u64) -> Result<Claims, TokenError> {
+    let claims: Claims = verify_json(secret, token, MAX_TOKEN_LEN)?;
+    if claims.expires_at_s.saturating_add(grace_s) <= now_s {
+        return Err(TokenError::Expired);
+    }
+    Ok(claims)
+}
+
 /// Signs any serializable `body` in the token shape of this module.
 pub(crate) fn sign_json<T: Serialize>(secret: &[u8], body: &T) -> String {
     // Serializing plain strings, integers and lists of them cannot fail.
@@ -132,5 +146,13 @@ mod tests {
         assert_eq!(verify(b"secret", &format!("{forged_body}.{sig}"), 0), Err(TokenError::BadSignature));
         assert_eq!(verify(b"secret", "garbage", 0), Err(TokenError::Malformed));
         assert_eq!(verify(b"secret", &"a".repeat(MAX_TOKEN_LEN + 1), 0), Err(TokenError::Malformed));
+    }
+
+    #[test]
+    fn renewal_accepts_a_recently_expired_token_only() {
+        let t = sign(b"secret", &claims());
+        assert_eq!(verify_for_renewal(b"secret", &t, 1_099, 100).unwrap(), claims());
+        assert_eq!(verify_for_renewal(b"secret", &t, 1_100, 100), Err(TokenError::Expired));
+        assert_eq!(verify_for_renewal(b"other", &t, 0, 100), Err(TokenError::BadSignature));
     }
 }

@@ -2,6 +2,8 @@
 //!
 //! - `POST /v1/init` ([`protocol::api::InitRequest`], with the distributor's token) issues a
 //!   fresh peerId and a token bound to it.
+//! - `POST /v1/renew` ([`protocol::api::RenewRequest`]) issues a fresh token for the same peerId
+//!   before (or shortly after) the current one expires.
 //! - `POST /v1/track` ([`protocol::api::TrackRequest`]) puts the peer in the swarm of its current
 //!   rendition; 204.
 //! - `POST /v1/peers` ([`protocol::api::PeersRequest`]) does the same and answers other peers of
@@ -68,13 +70,14 @@ struct Inner {
     peers: Gauge,
     swarms: Gauge,
     inits: Counter,
+    renewals: Counter,
     peers_requests: Counter,
     track_requests: Counter,
 }
 
 impl AppState {
     /// Builds the state from a validated `config` and registers the tracker's metrics
-    /// (`tracker_peers`, `tracker_swarms`, `tracker_inits`, `tracker_peers_requests`,
+    /// (`tracker_peers`, `tracker_swarms`, `tracker_inits`, `tracker_renewals`, `tracker_peers_requests`,
     /// `tracker_track_requests`) in `metrics`.
     ///
     /// # Errors
@@ -85,11 +88,8 @@ impl AppState {
             "" => IpTable::default(),
             path => IpTable::load(std::path::Path::new(path))?,
         };
-        let registry = SwarmRegistry::new(
-            Duration::from_secs(config.peer_timeout_s),
-            config.max_peers_total,
-            config.scan_limit,
-        );
+        let registry =
+            SwarmRegistry::new(Duration::from_secs(config.peer_timeout_s), config.max_peers_total, config.scan_limit);
         let inner = Inner {
             webtorrent: webtorrent::Hub::new(&config, metrics),
             config,
@@ -99,12 +99,14 @@ impl AppState {
             peers: Gauge::default(),
             swarms: Gauge::default(),
             inits: Counter::default(),
+            renewals: Counter::default(),
             peers_requests: Counter::default(),
             track_requests: Counter::default(),
         };
         metrics.register("tracker_peers", "Peers tracked now", inner.peers.clone());
         metrics.register("tracker_swarms", "Swarms with at least one peer now", inner.swarms.clone());
         metrics.register("tracker_inits", "Sessions started (peerIds issued)", inner.inits.clone());
+        metrics.register("tracker_renewals", "Session tokens renewed for the same peerId", inner.renewals.clone());
         metrics.register("tracker_peers_requests", "Peer list requests answered", inner.peers_requests.clone());
         metrics.register("tracker_track_requests", "Rendition changes recorded", inner.track_requests.clone());
         Ok(Self { inner: Arc::new(inner) })
@@ -143,11 +145,12 @@ impl AppState {
     }
 }
 
-/// The tracker's routes (`/v1/init`, `/v1/track`, `/v1/peers`); request bodies are bounded by
+/// The tracker's routes (`/v1/init`, `/v1/renew`, `/v1/track`, `/v1/peers`); request bodies are bounded by
 /// [`protocol::api::MAX_REQUEST_BYTES`].
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/init", post(routes::init::init))
+        .route("/v1/renew", post(routes::renew::renew))
         .route("/v1/track", post(routes::track::track))
         .route("/v1/peers", post(routes::peers::peers))
         .route("/announce", get(webtorrent::upgrade))

@@ -2,7 +2,8 @@
 #![allow(clippy::unwrap_used)]
 
 use protocol::api::{
-    ErrorBody, InitRequest, InitResponse, MAX_REQUEST_BYTES, PeersRequest, PeersResponse, TrackRequest,
+    ErrorBody, InitRequest, InitResponse, MAX_REQUEST_BYTES, PeersRequest, PeersResponse, RenewRequest, RenewResponse,
+    TrackRequest,
 };
 use protocol::token::{self, Claims};
 use protocol::{PROTOCOL_VERSION, PeerId};
@@ -30,7 +31,10 @@ fn config() -> Config {
 
 fn distributor_token(content: &str, expires_in_s: i64) -> String {
     let expires_at_s = service::unix_now_s().saturating_add_signed(expires_in_s);
-    token::sign(SECRET, &Claims { customer: "acme".into(), content: content.into(), peer_id: None, expires_at_s, rules: None })
+    token::sign(
+        SECRET,
+        &Claims { customer: "acme".into(), content: content.into(), peer_id: None, expires_at_s, rules: None },
+    )
 }
 
 fn init_request(token: String) -> InitRequest {
@@ -83,6 +87,56 @@ async fn init_issues_a_bound_peer_token() {
     assert_ne!(server.init().await.peer_id, session.peer_id);
 }
 
+fn peer_token(peer: &PeerId, expires_in_s: i64) -> String {
+    let expires_at_s = service::unix_now_s().saturating_add_signed(expires_in_s);
+    let claims = Claims {
+        customer: "acme".into(),
+        content: "live".into(),
+        peer_id: Some(peer.clone()),
+        expires_at_s,
+        rules: None,
+    };
+    token::sign(SECRET, &claims)
+}
+
+#[tokio::test]
+async fn renewal_keeps_the_peer_id_and_extends_the_token() {
+    let server = start(config()).await;
+    let session = server.init().await;
+    assert_eq!(session.token_ttl_s, Config::default().token_ttl_s);
+    // Due shortly: renewal gives a token good for the whole TTL again, for the same peer.
+    let due = peer_token(&session.peer_id, 5);
+    let res = server.post("/v1/renew", &RenewRequest { peer_id: session.peer_id.clone(), token: due }).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let renewed: RenewResponse = res.json().await.unwrap();
+    let claims = token::verify(SECRET, &renewed.token, service::unix_now_s()).unwrap();
+    assert_eq!(claims.peer_id.as_ref(), Some(&session.peer_id));
+    assert!(claims.expires_at_s >= service::unix_now_s() + renewed.token_ttl_s - 5);
+    let renewed_session = InitResponse { token: renewed.token, ..session };
+    assert_eq!(server.track(&renewed_session, 0).await, StatusCode::NO_CONTENT);
+    // A token that expired a minute ago (a throttled background tab) still renews.
+    let late = peer_token(&renewed_session.peer_id, -60);
+    let res = server.post("/v1/renew", &RenewRequest { peer_id: renewed_session.peer_id.clone(), token: late }).await;
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn renewal_refuses_old_foreign_and_peerless_tokens() {
+    let server = start(config()).await;
+    let session = server.init().await;
+    let other: PeerId = "someoneelse".parse().unwrap();
+    let cases = [
+        (peer_token(&session.peer_id, -3_600), session.peer_id.clone(), StatusCode::UNAUTHORIZED, "token_expired"),
+        (session.token.clone(), other, StatusCode::FORBIDDEN, "forbidden"),
+        (distributor_token("live", 60), session.peer_id.clone(), StatusCode::FORBIDDEN, "forbidden"),
+        (format!("{}x", session.token), session.peer_id.clone(), StatusCode::UNAUTHORIZED, "bad_token"),
+    ];
+    for (token, peer_id, status, error) in cases {
+        let res = server.post("/v1/renew", &RenewRequest { peer_id, token }).await;
+        assert_eq!(error_of(res).await, (status, error.to_owned()));
+    }
+}
+
 #[tokio::test]
 async fn peers_come_from_the_same_swarm_newest_first() {
     let server = start(config()).await;
@@ -128,7 +182,8 @@ async fn init_refuses_bad_versions_and_tokens() {
     for (req, status, code) in cases {
         assert_eq!(error_of(server.post("/v1/init", &req).await).await, (status, code.to_owned()));
     }
-    let foreign = Claims { customer: "acme".into(), content: "live".into(), peer_id: None, expires_at_s: u64::MAX, rules: None };
+    let foreign =
+        Claims { customer: "acme".into(), content: "live".into(), peer_id: None, expires_at_s: u64::MAX, rules: None };
     let req = init_request(token::sign(b"another-secret", &foreign));
     assert_eq!(error_of(server.post("/v1/init", &req).await).await.0, StatusCode::UNAUTHORIZED);
 }

@@ -51,6 +51,7 @@ pub(crate) async fn init(
         token,
         protocol_version: PROTOCOL_VERSION,
         peers_interval_ms: config.peers_interval_ms,
+        token_ttl_s: config.token_ttl_s,
     }))
 }
 

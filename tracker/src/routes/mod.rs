@@ -2,6 +2,7 @@
 
 pub(crate) mod init;
 pub(crate) mod peers;
+pub(crate) mod renew;
 pub(crate) mod track;
 
 use std::net::{IpAddr, SocketAddr};
