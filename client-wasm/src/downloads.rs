@@ -104,7 +104,9 @@ fn on_event(shell: &ShellRef, id: SegmentId, generation: u64, direct: bool, even
     {
         let next = shell.borrow_mut().pathways.fail_over(&fetch.url, js::now_f64());
         if let Some(url) = next {
-            shell.borrow().log(&format!("segment {}/{}: {} failed, resuming on {url}", id.rendition, id.msn, fetch.url));
+            shell
+                .borrow()
+                .log(&format!("segment {}/{}: {} failed, resuming on {url}", id.rendition, id.msn, fetch.url));
             let Some(fetch) = finished else { return false };
             launch(shell, id, url, fetch.range_start + fetch.received, direct, fetch.body);
             return false;

@@ -64,7 +64,6 @@ struct Pending {
     reject: Function,
 }
 
-
 /// Everything the agent holds.
 pub(crate) struct Shell {
     pub(crate) options: AgentOptions,

@@ -172,7 +172,11 @@ mod tests {
     #[test]
     fn the_longest_matching_base_wins() {
         let mut p = Pathways::default();
-        p.set(vec![("x".into(), "http://h/".into()), ("y".into(), "http://h/live/".into()), ("z".into(), "http://z/".into())]);
+        p.set(vec![
+            ("x".into(), "http://h/".into()),
+            ("y".into(), "http://h/live/".into()),
+            ("z".into(), "http://z/".into()),
+        ]);
         // Under y, not x: y is penalized and x, first in priority, takes over.
         assert_eq!(p.fail_over("http://h/live/s.ts", 0.0).as_deref(), Some("http://h/s.ts"));
         assert_eq!(p.route("http://h/live/s.ts", 1.0), "http://h/s.ts");
