@@ -6,7 +6,9 @@
 //! `DELETE`, both with `Authorization: Bearer <ingest_token>`; bodies may be chunked and the
 //! connection kept alive. Playlists are validated before they replace the previous version
 //! ([`playlist`]); the live window is held in memory ([`store`]), and with `archive_url` every
-//! segment is also written to an object store that serves the timeshift window ([`archive`]). Viewers and CDNs read the same paths
+//! segment and every DVR log change is also written to an object store that serves the
+//! timeshift window and from which [`Origin::restore`] rebuilds the DVR and VOD playlists after
+//! a restart ([`archive`]). Viewers and CDNs read the same paths
 //! with `GET`/`HEAD`, with `Range` support, media types and `Cache-Control` (short for
 //! playlists, long and `immutable` for segments).
 //!
@@ -76,8 +78,11 @@ pub struct Origin {
 struct Inner {
     config: Config,
     store: Mutex<Store>,
-    /// Origin of the store's millisecond clock.
+    /// The store's millisecond clock reads `clock_base_ms` at this instant.
     started: Instant,
+    /// The store clock at `started`: the timeshift window, so that entries a rebuilt DVR log
+    /// recorded up to a window before the start still have a time on it.
+    clock_base_ms: u64,
     metrics: OriginMetrics,
     /// Signs the digest sidecars.
     signing_key: Option<ed25519_dalek::SigningKey>,
@@ -107,7 +112,9 @@ impl Origin {
             }
         };
         let metrics = OriginMetrics::register(metrics);
-        let inner = Inner { config, store, started: Instant::now(), metrics, signing_key, steering, archive };
+        let clock_base_ms = config.dvr_window_s.saturating_mul(1000);
+        let started = Instant::now();
+        let inner = Inner { config, store, started, clock_base_ms, metrics, signing_key, steering, archive };
         Ok(Self { inner: Arc::new(inner) })
     }
 
@@ -144,9 +151,62 @@ impl Origin {
         &self.inner.metrics
     }
 
-    /// Milliseconds since this origin started (the store's clock).
+    /// The store's clock, in milliseconds (it starts at the timeshift window).
     fn now_ms(&self) -> u64 {
-        u64::try_from(self.inner.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+        let elapsed = u64::try_from(self.inner.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        elapsed.saturating_add(self.inner.clock_base_ms)
+    }
+
+    /// The store clock and the wall clock, now.
+    fn clock(&self, store_now_ms: u64) -> dvr::Clock {
+        let unix_now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        dvr::Clock { store_now_ms, unix_now_ms }
+    }
+
+    /// Hands the archive what the last store operation produced: the segment just stored (if
+    /// any) and the DVR log changes. Called with the store locked, so that the archive's queue
+    /// follows the store's order (a log object after the segments it lists); never waits.
+    pub(crate) fn archive_changes(
+        &self,
+        store: &mut Store,
+        now_ms: u64,
+        segment: Option<(&path::ObjectPath, bytes::Bytes)>,
+    ) {
+        let Some(archive) = self.archive() else { return };
+        if let Some((path, bytes)) = segment {
+            archive.submit(&path.content, &path.path, bytes);
+        }
+        let updates = store.take_log_updates();
+        if !updates.is_empty() {
+            let clock = self.clock(now_ms);
+            for u in updates {
+                archive.submit_log(&u.content, &u.path, u.update, clock);
+            }
+        }
+    }
+
+    /// Rebuilds the DVR logs from the archive (see [`archive::Archive::rebuild`]) so that
+    /// `/dvr/…` and `/vod/…` serve what was recorded before a restart; [`run`] calls it before
+    /// serving. Without an archive it does nothing.
+    ///
+    /// # Errors
+    /// [`archive::ArchiveError`] when the archive cannot be listed.
+    pub async fn restore(&self) -> Result<archive::RebuildReport, archive::ArchiveError> {
+        let Some(archive) = self.archive() else { return Ok(archive::RebuildReport::default()) };
+        let limits = self.inner.config.limits();
+        let clock = self.clock(self.now_ms());
+        let (logs, mut report) = archive.rebuild(clock, limits.dvr_window_ms, limits.max_streams).await?;
+        self.with_store(|store, _| {
+            for rebuilt in logs {
+                let Ok(path) = path::ObjectPath::new(&rebuilt.content, &rebuilt.path) else { continue };
+                if store.restore_log(&path, rebuilt.log).is_err() {
+                    report.skipped += 1;
+                }
+            }
+        });
+        Ok(report)
     }
 
     /// Runs `f` on the locked store with the current time and refreshes the store gauges.
@@ -229,6 +289,23 @@ pub async fn run(
     }
     let metrics = Metrics::new();
     let origin = Origin::new(config, &metrics).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    match origin.restore().await {
+        Ok(r) if r == archive::RebuildReport::default() => {}
+        Ok(r) => tracing::info!(
+            logs = r.logs,
+            segments = r.entries,
+            objects = r.objects,
+            malformed = r.malformed,
+            oversized = r.oversized,
+            expired = r.expired,
+            skipped = r.skipped,
+            gaps = r.gaps,
+            elapsed_ms = r.elapsed.as_millis() as u64,
+            "DVR logs rebuilt from the archive"
+        ),
+        // Serve the live stream anyway; the timeshift window restarts empty.
+        Err(e) => tracing::warn!(error = %e, "DVR rebuild failed"),
+    }
     let prober = origin.steering().cloned().map(|steering| {
         let o = origin.clone();
         tokio::spawn(steering::probe::run(steering, move || o.live_contents()))

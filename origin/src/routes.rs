@@ -37,11 +37,12 @@ async fn put_inner(origin: &Origin, uri: &Uri, headers: &HeaderMap, body: Body) 
     let bytes = read_bounded(body, limit).await?;
     let len = bytes.len() as u64;
     let archived = (!path.kind.is_playlist()).then(|| bytes.clone());
-    let outcome = origin.with_store(|store, now| store.put(now, &path, bytes))?;
-    if let (Some(archive), Some(bytes)) = (origin.archive(), archived) {
+    let outcome = origin.with_store(|store, now| {
+        let outcome = store.put(now, &path, bytes)?;
         // Queued for the background writer; ingest never waits on the archive.
-        archive.submit(&path.content, &path.path, bytes);
-    }
+        origin.archive_changes(store, now, archived.map(|b| (&path, b)));
+        Ok::<_, crate::store::StoreError>(outcome)
+    })?;
     let m = origin.metrics();
     m.ingest_bytes.inc_by(len);
     m.ingest_objects.get_or_create(&[("kind", if path.kind.is_playlist() { "playlist" } else { "segment" })]).inc();
@@ -66,7 +67,11 @@ pub(crate) async fn delete_object(State(origin): State<Origin>, uri: Uri, header
 fn delete_inner(origin: &Origin, uri: &Uri, headers: &HeaderMap) -> Result<(), ApiError> {
     origin.authorize(headers)?;
     let path = ObjectPath::from_url_path(uri.path())?;
-    origin.with_store(|store, now| store.delete(now, &path))?;
+    origin.with_store(|store, now| {
+        store.delete(now, &path)?;
+        origin.archive_changes(store, now, None);
+        Ok::<_, crate::store::StoreError>(())
+    })?;
     Ok(())
 }
 
@@ -135,11 +140,15 @@ async fn get_inner(
         return digests(origin, &playlist);
     }
     let path = ObjectPath::from_url_path(&live_path)?;
+    let lost = match (prefix, origin.archive()) {
+        (Prefix::Recorded(_), Some(archive)) if path.kind.is_playlist() => archive.lost_paths(&path.content),
+        _ => std::collections::HashSet::new(),
+    };
     let object = origin.with_store_read(|store, now| match prefix {
         // A media playlist with a timeshift log is rendered from it; anything else (the
         // multivariant playlist) is served as under /live/.
         Prefix::Recorded(view) if store.has_dvr_log(&path) => store
-            .dvr_playlist(now, &path, view)
+            .dvr_playlist(now, &path, view, |p| lost.contains(p))
             .map(|bytes| crate::store::Object { bytes, kind: Kind::Playlist, expires_at_ms: None }),
         _ => store.get(now, &path),
     });

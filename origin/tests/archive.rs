@@ -107,10 +107,13 @@ async fn retention_deletes_objects_older_than_the_window() {
     assert_eq!(archive.purge(SystemTime::now()).await.unwrap(), 0, "all inside the window");
     let window = Duration::from_secs(Config::default().dvr_window_s);
     let later = SystemTime::now() + window + Duration::from_secs(2);
-    assert_eq!(archive.purge(later).await.unwrap(), 10);
+    // Ten segments and the ten DVR log objects that list them.
+    assert_eq!(archive.purge(later).await.unwrap(), 20);
     assert!(!dir.path().join("archive/c/v/seg_0.ts").exists());
+    let logs = dir.path().join("archive/c/v/index.m3u8.dvr");
+    assert!(std::fs::read_dir(&logs).map_or(true, |mut d| d.next().is_none()), "log objects deleted too");
     assert_eq!(s.get("dvr/c/v/seg_0.ts").await.status(), StatusCode::NOT_FOUND);
-    assert!(s.metrics.render().contains("origin_archive_deleted_total 10"));
+    assert!(s.metrics.render().contains("origin_archive_deleted_total 20"));
 }
 
 #[tokio::test]

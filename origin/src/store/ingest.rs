@@ -6,6 +6,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::stream::{Entry, Stream};
 use super::{ORPHAN_TTL_MS, PutOutcome, Store, StoreError};
+use crate::dvr::DvrLog;
 use crate::path::ObjectPath;
 use crate::playlist::{self, Accepted};
 use crate::window;
@@ -54,6 +55,7 @@ impl Store {
         let keep: Vec<String> = keep.into_iter().map(str::to_owned).collect();
         let old_len = existing.map_or(0, |e| e.bytes.len() as u64);
         let is_new = existing.is_none();
+        let continues = matches!(existing.and_then(|e| e.accepted.as_ref()), Some(Accepted::Media(_)));
         self.make_room(path, is_new, body.len() as u64, old_len, &keep)?;
 
         let stream = self.streams.entry(path.content.clone()).or_default();
@@ -64,8 +66,9 @@ impl Store {
         };
         let sha256 = (!path.kind.is_playlist()).then(|| Sha256::digest(&body).into());
         let dvr_window_ms = self.limits.dvr_window_ms;
+        let mut log_update = None;
         if let (Some(Accepted::Media(m)), true) = (&accepted, dvr_window_ms > 0) {
-            stream.dvr.entry(path.path.clone()).or_default().record(now_ms, m, dvr_window_ms);
+            log_update = stream.dvr.entry(path.path.clone()).or_default().record(now_ms, m, dvr_window_ms, continues);
         }
         let new_listed: Vec<String> = match &accepted {
             Some(Accepted::Media(m)) => m.segments.iter().chain(&m.maps).cloned().collect(),
@@ -90,6 +93,7 @@ impl Store {
         }
         let released_until = now_ms.saturating_add(grace_before.max(stream.grace_ms()));
         stream.release(old.and_then(|o| o.accepted), released_until, self.limits.memory_dvr_ms());
+        self.push_log_update(path, log_update);
         Ok(if is_new { PutOutcome::Created } else { PutOutcome::Replaced })
     }
 
@@ -106,22 +110,23 @@ impl Store {
         let grace = stream.grace_ms();
         let dvr_until = stream.dvr_expiry(&path.path, dvr_window_ms);
         let entry = stream.objects.get_mut(&path.path).ok_or(StoreError::NotFound)?;
-        if entry.kind.is_playlist() || (grace == 0 && dvr_until.is_none()) {
+        let ended = if entry.kind.is_playlist() || (grace == 0 && dvr_until.is_none()) {
             let old = stream.objects.remove(&path.path);
             self.total_bytes = self.total_bytes.saturating_sub(old.as_ref().map_or(0, |o| o.bytes.len() as u64));
-            if let Some(log) = stream.dvr.get_mut(&path.path) {
-                log.end();
-            }
+            let ended = stream.dvr.get_mut(&path.path).and_then(DvrLog::end);
             stream.release(old.and_then(|o| o.accepted), now_ms.saturating_add(grace), dvr_window_ms);
+            ended
         } else {
             entry.deleted = true;
             let expires = now_ms.saturating_add(grace);
             let expires = dvr_until.map_or(expires, |d| d.max(expires));
             entry.expires_at_ms = Some(entry.expires_at_ms.map_or(expires, |t| t.min(expires)));
-        }
+            None
+        };
         if stream.is_idle(archived) {
             self.streams.remove(&path.content);
         }
+        self.push_log_update(path, ended);
         Ok(())
     }
 }

@@ -10,7 +10,9 @@
 //! and VOD views. With an archive ([`Limits::archived`], see [`crate::archive`]) memory keeps
 //! only the live window and grace periods: the DVR and VOD playlists then list every logged
 //! segment still inside the timeshift window, which the archive serves once memory dropped it,
-//! and a stream is kept while its logs hold anything. Capacity limits evict the soonest-expiring objects first (so the oldest DVR
+//! and a stream is kept while its logs hold anything; every change of a log is then handed out
+//! ([`Store::take_log_updates`]) to be persisted, and [`Store::restore_log`] installs the logs
+//! rebuilt after a restart. Capacity limits evict the soonest-expiring objects first (so the oldest DVR
 //! segments go first) and refuse ingest only when nothing can be evicted.
 //!
 //! Every segment's SHA-256 is computed when it is stored ([`Store::digests`]).
@@ -28,7 +30,7 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 
-use crate::dvr::View;
+use crate::dvr::{DvrLog, LogUpdate, View};
 use crate::path::{Kind, ObjectPath};
 use crate::playlist::{Accepted, PlaylistError};
 use stream::Stream;
@@ -118,18 +120,59 @@ pub enum StoreError {
     NotFound,
 }
 
+/// A change of a DVR log to persist in the archive ([`Store::take_log_updates`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingLog {
+    /// The content id.
+    pub content: String,
+    /// The media playlist's path below the content.
+    pub path: String,
+    /// What changed.
+    pub update: LogUpdate,
+}
+
 /// All streams of the origin. See the module docs for the rules.
 #[derive(Debug)]
 pub struct Store {
     limits: Limits,
     streams: HashMap<String, Stream>,
     total_bytes: u64,
+    /// DVR log changes not yet taken (collected only with an archive).
+    log_updates: Vec<PendingLog>,
 }
 
 impl Store {
     /// An empty store bounded by `limits`.
     pub fn new(limits: Limits) -> Self {
-        Self { limits, streams: HashMap::new(), total_bytes: 0 }
+        Self { limits, streams: HashMap::new(), total_bytes: 0, log_updates: Vec::new() }
+    }
+
+    /// The DVR log changes made since the last call, in order (only with [`Limits::archived`]):
+    /// the caller persists them.
+    pub fn take_log_updates(&mut self) -> Vec<PendingLog> {
+        std::mem::take(&mut self.log_updates)
+    }
+
+    /// Installs `log`, rebuilt after a restart, as the timeshift log of the media playlist at
+    /// `path` (replacing any); an empty log is ignored.
+    ///
+    /// # Errors
+    /// [`StoreError::TooManyStreams`] when its stream is new and [`Limits::max_streams`] are held.
+    pub fn restore_log(&mut self, path: &ObjectPath, log: DvrLog) -> Result<(), StoreError> {
+        if log.is_empty() {
+            return Ok(());
+        }
+        if !self.streams.contains_key(&path.content) && self.streams.len() >= self.limits.max_streams {
+            return Err(StoreError::TooManyStreams);
+        }
+        self.streams.entry(path.content.clone()).or_default().dvr.insert(path.path.clone(), log);
+        Ok(())
+    }
+
+    fn push_log_update(&mut self, path: &ObjectPath, update: Option<LogUpdate>) {
+        if let (Some(update), true) = (update, self.limits.archived) {
+            self.log_updates.push(PendingLog { content: path.content.clone(), path: path.path.clone(), update });
+        }
     }
 
     /// The object at `path` if it is still served at `now_ms`.
@@ -140,12 +183,19 @@ impl Store {
 
     /// The DVR or VOD rendering of the media playlist at `path`, if it has a timeshift log with
     /// something still served (and, for VOD, the stream ended). With an archive, everything
-    /// inside the timeshift window counts as served.
-    pub fn dvr_playlist(&self, now_ms: u64, path: &ObjectPath, view: View) -> Option<Bytes> {
+    /// inside the timeshift window counts as served, and the segments for which `is_lost(path)`
+    /// holds (the archive could not store them) are marked `EXT-X-GAP`.
+    pub fn dvr_playlist(
+        &self,
+        now_ms: u64,
+        path: &ObjectPath,
+        view: View,
+        is_lost: impl Fn(&str) -> bool,
+    ) -> Option<Bytes> {
         let stream = self.streams.get(&path.content)?;
         let log = stream.dvr.get(&path.path)?;
         let rendered = if self.limits.archived {
-            log.render_within(now_ms, view, self.limits.dvr_window_ms)
+            log.render_within(now_ms, view, self.limits.dvr_window_ms, is_lost)
         } else {
             log.render(now_ms, view, |p| stream.served(now_ms, p))
         };

@@ -3,7 +3,8 @@ use sha2::{Digest as _, Sha256};
 
 use super::*;
 
-const LIMITS: Limits = Limits { max_streams: 2, max_objects_per_stream: 8, max_total_bytes: 1 << 20, dvr_window_ms: 0, archived: false };
+const LIMITS: Limits =
+    Limits { max_streams: 2, max_objects_per_stream: 8, max_total_bytes: 1 << 20, dvr_window_ms: 0, archived: false };
 
 fn p(path: &str) -> ObjectPath {
     ObjectPath::new("live", path).unwrap()
@@ -101,13 +102,15 @@ fn timeshift_keeps_segments_and_renders_dvr_and_vod() {
     s.delete(6000, &p("v/a.ts")).unwrap();
     assert!(s.get(59_999, &p("v/a.ts")).is_some(), "kept for the timeshift window");
     assert!(s.get(60_000, &p("v/a.ts")).is_none());
-    let dvr = String::from_utf8(s.dvr_playlist(7000, &p("v/index.m3u8"), View::Dvr).unwrap().to_vec()).unwrap();
+    let dvr =
+        String::from_utf8(s.dvr_playlist(7000, &p("v/index.m3u8"), View::Dvr, |_| false).unwrap().to_vec()).unwrap();
     assert!(dvr.contains("EVENT") && dvr.contains("a.ts") && dvr.contains("d.ts"), "{dvr}");
-    assert!(s.dvr_playlist(7000, &p("v/index.m3u8"), View::Vod).is_none());
+    assert!(s.dvr_playlist(7000, &p("v/index.m3u8"), View::Vod, |_| false).is_none());
     let mut ended = String::from_utf8(playlist(1, &["b.ts", "c.ts", "d.ts"]).to_vec()).unwrap();
     ended.push_str("#EXT-X-ENDLIST\n");
     s.put(8000, &p("v/index.m3u8"), Bytes::from(ended)).unwrap();
-    let vod = String::from_utf8(s.dvr_playlist(8000, &p("v/index.m3u8"), View::Vod).unwrap().to_vec()).unwrap();
+    let vod =
+        String::from_utf8(s.dvr_playlist(8000, &p("v/index.m3u8"), View::Vod, |_| false).unwrap().to_vec()).unwrap();
     assert!(
         vod.contains("#EXT-X-PLAYLIST-TYPE:VOD") && vod.contains("#EXT-X-ENDLIST") && vod.contains("a.ts"),
         "{vod}"
@@ -130,14 +133,25 @@ fn with_an_archive_memory_keeps_only_the_grace_period() {
     // Grace: twice the 6 s window, not the 60 s timeshift window.
     assert!(s.get(6000 + 11_999, &p("v/a.ts")).is_some());
     assert!(s.get(6000 + 12_000, &p("v/a.ts")).is_none());
-    let dvr = String::from_utf8(s.dvr_playlist(20_000, &p("v/index.m3u8"), View::Dvr).unwrap().to_vec()).unwrap();
+    let dvr =
+        String::from_utf8(s.dvr_playlist(20_000, &p("v/index.m3u8"), View::Dvr, |_| false).unwrap().to_vec()).unwrap();
     assert!(dvr.contains("a.ts") && dvr.contains("d.ts"), "listed from the archive: {dvr}");
     assert!(s.archived(&p("v/a.ts")) && !s.archived(&p("v/index.m3u8")));
+    let updates = s.take_log_updates();
+    let firsts: Vec<(u64, usize)> = updates.iter().map(|u| (u.update.first_seq, u.update.entries.len())).collect();
+    assert_eq!(firsts, vec![(0, 3), (3, 1)], "one update per accepted playlist with new segments");
+    assert!(updates.iter().all(|u| u.content == "live" && u.path == "v/index.m3u8"));
+    let lost = s.dvr_playlist(20_000, &p("v/index.m3u8"), View::Dvr, |p| p == "v/b.ts").unwrap();
+    assert!(String::from_utf8_lossy(&lost).contains("#EXT-X-GAP\n#EXTINF:2,\nb.ts"), "{lost:?}");
     // The stream ends; its log outlives every object until the timeshift window passes.
     s.delete(20_000, &p("v/index.m3u8")).unwrap();
+    let end = s.take_log_updates();
+    assert_eq!(end.len(), 1);
+    assert!(end[0].update.ended && end[0].update.entries.is_empty() && end[0].update.first_seq == 4);
     s.sweep(50_000);
     assert_eq!(s.stats().1, 0);
-    let vod = String::from_utf8(s.dvr_playlist(50_000, &p("v/index.m3u8"), View::Vod).unwrap().to_vec()).unwrap();
+    let vod =
+        String::from_utf8(s.dvr_playlist(50_000, &p("v/index.m3u8"), View::Vod, |_| false).unwrap().to_vec()).unwrap();
     assert!(vod.contains("#EXT-X-ENDLIST") && vod.contains("a.ts"), "{vod}");
     s.sweep(66_000);
     assert!(s.contents().is_empty(), "dropped once the window passed");
@@ -184,4 +198,34 @@ fn deleting_a_playlist_releases_its_segments() {
     // a.ts keeps the grace period of the window it was listed in (2 × 2 s).
     assert!(s.get(4009, &p("v/a.ts")).is_some());
     assert!(s.get(4010, &p("v/a.ts")).is_none());
+}
+
+#[test]
+fn restored_logs_serve_and_count_against_streams() {
+    let limits = Limits { dvr_window_ms: 60_000, max_objects_per_stream: 64, archived: true, max_streams: 1, ..LIMITS };
+    let mut s = Store::new(limits);
+    seg(&mut s, 0, "a.ts");
+    s.put(0, &p("v/index.m3u8"), playlist(0, &["a.ts"])).unwrap();
+    let update = s.take_log_updates().remove(0).update;
+    let clock = crate::dvr::Clock { store_now_ms: 0, unix_now_ms: 1_000_000 };
+    let bytes = crate::dvr::persist::encode(&update, clock, |_| false);
+    let object = crate::dvr::persist::decode(&p("v/index.m3u8"), 0, &bytes, clock).unwrap();
+    let mut log = DvrLog::default();
+    log.apply(object, 1000, 60_000);
+
+    let mut fresh = Store::new(limits);
+    fresh.restore_log(&p("v/index.m3u8"), log.clone()).unwrap();
+    let other = ObjectPath::new("other", "v/index.m3u8").unwrap();
+    assert_eq!(fresh.restore_log(&other, log), Err(StoreError::TooManyStreams));
+    assert!(fresh.take_log_updates().is_empty(), "a restore persists nothing");
+    let dvr = fresh.dvr_playlist(1000, &p("v/index.m3u8"), View::Dvr, |_| false).unwrap();
+    assert!(String::from_utf8_lossy(&dvr).contains("a.ts"));
+    assert!(fresh.has_dvr_log(&p("v/index.m3u8")) && fresh.archived(&p("v/a.ts")));
+    fresh.sweep(61_000);
+    assert!(fresh.contents().is_empty(), "trimmed out of the window");
+    // Without an archive nothing is collected.
+    let mut plain = Store::new(Limits { dvr_window_ms: 60_000, ..LIMITS });
+    seg(&mut plain, 0, "a.ts");
+    plain.put(0, &p("v/index.m3u8"), playlist(0, &["a.ts"])).unwrap();
+    assert!(plain.take_log_updates().is_empty());
 }

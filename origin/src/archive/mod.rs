@@ -1,40 +1,62 @@
-//! Write-through archive of ingested segments in an object store, for the timeshift window.
+//! Write-through archive of ingested segments and of the DVR logs, in an object store, for the
+//! timeshift window and across restarts.
 //!
 //! The live window is served from memory ([`crate::store`]); with an archive, every segment is
 //! also handed to a bounded background writer as it is ingested ([`Archive::submit`] never
 //! waits), which stores it at `{prefix}/{content}/{path}`. DVR and VOD reads of segments that
-//! memory no longer holds come from here ([`Archive::read`]). Retention: a background task
-//! deletes every archived object last modified more than the timeshift window ago
-//! ([`Archive::purge`]).
+//! memory no longer holds come from here ([`Archive::read`]). Every change of a DVR log goes
+//! through the same queue ([`Archive::submit_log`]) and is stored as a small log object at
+//! `{prefix}/{content}/{path}.dvr/{seq:020}.m3u8` ([`crate::dvr::persist`]), from which
+//! [`Archive::rebuild`] restores the logs when the origin starts. Retention: a background task
+//! deletes every archived object (segments and log objects) last modified more than the
+//! timeshift window ago ([`Archive::purge`]).
 //!
 //! `archive_url` picks the store: `file:///var/lib/swarmcast/archive` (local filesystem, the
 //! directory is created on first write), `memory://` (in process), and with the crate's `s3`
 //! feature `s3://bucket/prefix` (S3-compatible; credentials, region and endpoint from the
 //! `AWS_*` environment variables, e.g. `AWS_ENDPOINT` for MinIO).
 //!
-//! A failing archive never fails ingest: write errors and segments dropped because the queue is
-//! full are logged and counted (`origin_archive_writes{result="error"|"dropped"}`); such a
-//! segment is missing from the DVR and VOD views once memory drops it.
+//! A failing archive never fails ingest: write errors and jobs dropped because the queue is full
+//! are logged and counted (`origin_archive_writes{result="error"|"dropped"}` for segments,
+//! `origin_archive_log_writes{…}` for log objects). Such a segment is remembered as lost
+//! ([`Archive::lost_paths`], the newest [`MAX_LOST`]): the DVR and VOD playlists, and the log
+//! objects written after it (the single writer stores them in submission order, so a log object
+//! is written after the segments it lists were), mark it `EXT-X-GAP` instead of listing media
+//! the archive cannot serve. A lost log object leaves a gap that the rebuild marks with
+//! `EXT-X-DISCONTINUITY`.
+//!
+//! Layout: the handle here, the writer and retention tasks in `writer`, the rebuild in
+//! `restore`.
 
+mod restore;
+mod writer;
+
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use futures_util::StreamExt as _;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt as _, ObjectStoreScheme, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt as _, ObjectStoreScheme};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use service::Metrics;
 use tokio::sync::{Notify, mpsc};
 
-/// Most segments waiting for the writer; more are dropped (and counted).
+use crate::dvr::{Clock, LogUpdate};
+pub use restore::{MAX_LOGS_PER_STREAM, READ_CONCURRENCY, RebuildReport, RebuiltLog};
+use writer::{Job, Lost};
+
+/// Most jobs (segments and log updates) waiting for the writer; more are dropped (and counted).
 pub const QUEUE_SEGMENTS: usize = 1024;
 
 /// Most bytes waiting for the writer (256 MiB); more are dropped (and counted).
 pub const QUEUE_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Most lost segments remembered (the newest); older ones are listed again (and 404).
+pub const MAX_LOST: usize = 65_536;
 
 /// Why the archive cannot be opened or used.
 #[derive(Debug, thiserror::Error)]
@@ -58,8 +80,13 @@ type Labels = [(&'static str, &'static str); 1];
 struct ArchiveMetrics {
     /// Segments handed to the archive, by `result` (`ok`, `error`, `dropped`).
     writes: Family<Labels, Counter>,
+    /// Log objects handed to the archive, by `result` (`ok`, `error`, `dropped`).
+    log_writes: Family<Labels, Counter>,
     /// Reads of segments memory no longer holds, by `result` (`hit`, `miss`, `error`).
     reads: Family<Labels, Counter>,
+    /// Log objects seen by the rebuild at start, by `result` (`ok`, `malformed`, `oversized`,
+    /// `expired`, `skipped`).
+    rebuilt: Family<Labels, Counter>,
     /// Objects deleted by retention.
     deleted: Counter,
     /// Bytes waiting for the writer.
@@ -74,15 +101,12 @@ struct Shared {
     metrics: ArchiveMetrics,
     /// Bytes submitted and not yet written (or failed).
     queued_bytes: AtomicU64,
-    /// Segments submitted and not yet written (or failed).
+    /// Jobs submitted and not yet written (or failed).
     pending: AtomicU64,
     /// Woken whenever `pending` drops to zero.
     idle: Notify,
-}
-
-struct Job {
-    key: Path,
-    bytes: Bytes,
+    /// Segments whose write failed or was dropped.
+    lost: Mutex<Lost>,
 }
 
 /// Handle on the archive; cheap to clone. Dropping the last handle stops the background tasks
@@ -93,12 +117,6 @@ pub struct Archive {
     tx: mpsc::Sender<Job>,
     /// How long objects are kept.
     retention: Duration,
-}
-
-impl std::fmt::Debug for Job {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Job({}, {} bytes)", self.key, self.bytes.len())
-    }
 }
 
 impl Archive {
@@ -127,7 +145,17 @@ impl Archive {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| ArchiveError::NoRuntime)?;
         let m = ArchiveMetrics::default();
         metrics.register("origin_archive_writes", "Segments handed to the archive, by result", m.writes.clone());
+        metrics.register(
+            "origin_archive_log_writes",
+            "DVR log objects handed to the archive, by result",
+            m.log_writes.clone(),
+        );
         metrics.register("origin_archive_reads", "Archive reads of segments not in memory, by result", m.reads.clone());
+        metrics.register(
+            "origin_archive_rebuilt",
+            "DVR log objects seen by the rebuild at start, by result",
+            m.rebuilt.clone(),
+        );
         metrics.register("origin_archive_deleted", "Archived objects deleted by retention", m.deleted.clone());
         metrics.register("origin_archive_queued_bytes", "Bytes waiting for the archive writer", m.queued_bytes.clone());
         let shared = Arc::new(Shared {
@@ -137,20 +165,47 @@ impl Archive {
             queued_bytes: AtomicU64::new(0),
             pending: AtomicU64::new(0),
             idle: Notify::new(),
+            lost: Mutex::new(Lost::default()),
         });
         let (tx, rx) = mpsc::channel(QUEUE_SEGMENTS);
-        runtime.spawn(write_loop(Arc::clone(&shared), rx));
-        runtime.spawn(retention_loop(Arc::downgrade(&shared), retention));
+        runtime.spawn(writer::write_loop(Arc::clone(&shared), rx));
+        runtime.spawn(writer::retention_loop(Arc::downgrade(&shared), retention));
         Ok(Self { shared, tx, retention })
     }
 
-    /// Queues `bytes` for `{content}/{path}` without waiting. Returns false (logged and counted)
-    /// when the queue is full.
+    /// Queues `bytes` for `{content}/{path}` without waiting. Returns false (logged, counted, and
+    /// the segment remembered as lost) when the queue is full.
     pub fn submit(&self, content: &str, path: &str, bytes: Bytes) -> bool {
-        let s = &self.shared;
         let len = bytes.len() as u64;
+        let job = Job::Segment { content: content.to_owned(), path: path.to_owned(), bytes };
+        let sent = self.enqueue(job, len);
+        if !sent {
+            self.shared.metrics.writes.get_or_create(&[("result", "dropped")]).inc();
+            self.shared.lost_mut().insert(content, path);
+            tracing::warn!(content, path, bytes = len, "archive queue full: segment not archived");
+        }
+        sent
+    }
+
+    /// Queues the log object of `update` to the DVR log of the playlist `{content}/{playlist}`
+    /// without waiting; `clock` maps its times to the wall clock. Returns false (logged and
+    /// counted) when the queue is full.
+    pub fn submit_log(&self, content: &str, playlist: &str, update: LogUpdate, clock: Clock) -> bool {
+        // About what the writer will encode per entry, for the byte bound.
+        let len = 160 * update.entries.len() as u64 + 128;
+        let first_seq = update.first_seq;
+        let job = Job::Log { content: content.to_owned(), playlist: playlist.to_owned(), update, clock };
+        let sent = self.enqueue(job, len);
+        if !sent {
+            self.shared.metrics.log_writes.get_or_create(&[("result", "dropped")]).inc();
+            tracing::warn!(content, playlist, first_seq, "archive queue full: DVR log update not archived");
+        }
+        sent
+    }
+
+    fn enqueue(&self, job: Job, len: u64) -> bool {
+        let s = &self.shared;
         let queued = s.queued_bytes.fetch_add(len, Ordering::AcqRel).saturating_add(len);
-        let job = Job { key: key(&s.prefix, content, path), bytes };
         let sent = queued <= QUEUE_BYTES && {
             s.pending.fetch_add(1, Ordering::AcqRel);
             match self.tx.try_send(job) {
@@ -165,10 +220,13 @@ impl Archive {
             s.metrics.queued_bytes.set(i64::try_from(queued).unwrap_or(i64::MAX));
         } else {
             s.queued_bytes.fetch_sub(len, Ordering::AcqRel);
-            s.metrics.writes.get_or_create(&[("result", "dropped")]).inc();
-            tracing::warn!(content, path, bytes = len, "archive queue full: segment not archived");
         }
         sent
+    }
+
+    /// The paths (below `content`) of the segments of `content` the archive lost.
+    pub fn lost_paths(&self, content: &str) -> HashSet<String> {
+        self.shared.lost_mut().paths_of(content)
     }
 
     /// The archived bytes of `{content}/{path}`, `None` when there are none.
@@ -203,7 +261,7 @@ impl Archive {
         self.shared.purge(now, self.retention).await
     }
 
-    /// Resolves once every segment submitted so far is written (or failed).
+    /// Resolves once every job submitted so far is written (or failed).
     pub async fn flushed(&self) {
         loop {
             let idle = self.shared.idle.notified();
@@ -212,6 +270,11 @@ impl Archive {
             }
             idle.await;
         }
+    }
+
+    /// How long objects are kept.
+    pub fn retention(&self) -> Duration {
+        self.retention
     }
 }
 
@@ -222,65 +285,16 @@ impl Shared {
         }
     }
 
-    async fn purge(&self, now: SystemTime, retention: Duration) -> Result<usize, ArchiveError> {
-        let Some(cutoff) = now.checked_sub(retention) else { return Ok(0) };
-        let cutoff = unix_secs(cutoff);
-        let mut listing = self.store.list(Some(&self.prefix));
-        let mut expired = Vec::new();
-        while let Some(meta) = listing.next().await {
-            let meta = meta?;
-            if meta.last_modified.timestamp() < cutoff {
-                expired.push(meta.location);
-            }
-        }
-        let mut deleted = 0;
-        for location in expired {
-            match self.store.delete(&location).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => deleted += 1,
-                Err(e) => tracing::warn!(location = %location, error = %e, "archive retention: delete failed"),
-            }
-        }
-        self.metrics.deleted.inc_by(deleted as u64);
-        Ok(deleted)
+    fn lost_mut(&self) -> std::sync::MutexGuard<'_, Lost> {
+        // The set stays consistent whatever panicked while holding it (inserts are atomic enough
+        // for a cache of lost paths).
+        self.lost.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
 /// Seconds since the Unix epoch of `t` (0 before it).
 fn unix_secs(t: SystemTime) -> i64 {
     t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
-/// Writes queued segments in submission order until every handle is dropped.
-async fn write_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Job>) {
-    while let Some(job) = rx.recv().await {
-        let len = job.bytes.len() as u64;
-        let res = shared.store.put(&job.key, PutPayload::from_bytes(job.bytes)).await;
-        let left = shared.queued_bytes.fetch_sub(len, Ordering::AcqRel).saturating_sub(len);
-        shared.metrics.queued_bytes.set(i64::try_from(left).unwrap_or(i64::MAX));
-        let result = match res {
-            Ok(_) => "ok",
-            Err(e) => {
-                tracing::warn!(key = %job.key, error = %e, "archive write failed");
-                "error"
-            }
-        };
-        shared.metrics.writes.get_or_create(&[("result", result)]).inc();
-        shared.done_one();
-    }
-}
-
-/// Purges expired objects every `retention / 20` (between 1 s and 60 s) while the archive lives.
-async fn retention_loop(shared: Weak<Shared>, retention: Duration) {
-    let every = (retention / 20).clamp(Duration::from_secs(1), Duration::from_secs(60));
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let Some(shared) = shared.upgrade() else { return };
-        if let Err(e) = shared.purge(SystemTime::now(), retention).await {
-            tracing::warn!(error = %e, "archive retention failed");
-        }
-    }
 }
 
 /// The key of `{content}/{path}` below `prefix` (paths were validated by [`crate::path`]).
@@ -296,9 +310,7 @@ fn parse(url: &str) -> Result<(Arc<dyn ObjectStore>, Path), ArchiveError> {
         ObjectStoreScheme::Local => Arc::new(object_store::local::LocalFileSystem::new().with_automatic_cleanup(true)),
         ObjectStoreScheme::Memory => Arc::new(object_store::memory::InMemory::new()),
         #[cfg(feature = "s3")]
-        ObjectStoreScheme::AmazonS3 => {
-            Arc::new(object_store::aws::AmazonS3Builder::from_env().with_url(url).build()?)
-        }
+        ObjectStoreScheme::AmazonS3 => Arc::new(object_store::aws::AmazonS3Builder::from_env().with_url(url).build()?),
         other => return Err(ArchiveError::BadUrl(format!("unsupported store {other:?}"))),
     };
     Ok((store, prefix))
