@@ -51,9 +51,10 @@ pub struct Config {
     /// `file:///var/lib/swarmcast/archive`, `memory://`, or `s3://bucket/prefix` with the `s3`
     /// feature. Empty (the default) keeps the DVR in memory only, bounded by `max_total_bytes`.
     /// With an archive, memory holds the live window and grace periods, DVR and VOD reads of older
-    /// segments come from the archive, the DVR logs are stored there too and rebuilt from it at
-    /// start (so the timeshift window and VODs survive a restart), and archived objects older
-    /// than `dvr_window_s` are deleted.
+    /// segments come from the archive, the DVR logs and multivariant playlists are stored there
+    /// too and rebuilt from it at start (so the timeshift window and VODs survive a restart), and
+    /// archived objects older than `dvr_window_s` are deleted (a multivariant playlist with the
+    /// last log object of its stream).
     pub archive_url: String,
     /// Ed25519 seed (64 hex characters) that signs the segment digests; empty publishes the
     /// digests unsigned.

@@ -48,12 +48,14 @@ pub mod monitor;
 pub mod path;
 pub mod playlist;
 pub mod range;
+mod recorded;
 mod routes;
 pub mod steering;
 pub mod store;
 pub mod window;
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -90,6 +92,9 @@ struct Inner {
     steering: Option<Arc<steering::Steering>>,
     /// Segment archive, when `archive_url` is set.
     archive: Option<archive::Archive>,
+    /// Whether DVR and VOD playlists are rendered under the store's lock on every request, as
+    /// before renderings were shared (for comparison benchmarks only).
+    render_in_lock: AtomicBool,
 }
 
 impl Origin {
@@ -114,7 +119,9 @@ impl Origin {
         let metrics = OriginMetrics::register(metrics);
         let clock_base_ms = config.dvr_window_s.saturating_mul(1000);
         let started = Instant::now();
-        let inner = Inner { config, store, started, clock_base_ms, metrics, signing_key, steering, archive };
+        let render_in_lock = AtomicBool::new(false);
+        let inner =
+            Inner { config, store, started, clock_base_ms, metrics, signing_key, steering, archive, render_in_lock };
         Ok(Self { inner: Arc::new(inner) })
     }
 
@@ -126,6 +133,17 @@ impl Origin {
     /// The segment archive, when `archive_url` is set.
     pub fn archive(&self) -> Option<&archive::Archive> {
         self.inner.archive.as_ref()
+    }
+
+    /// Renders every DVR and VOD playlist request under the store's lock, as the origin did
+    /// before renderings were shared and made outside it: only to measure the difference.
+    #[doc(hidden)]
+    pub fn set_dvr_render_in_lock(&self, on: bool) {
+        self.inner.render_in_lock.store(on, Ordering::Relaxed);
+    }
+
+    pub(crate) fn dvr_render_in_lock(&self) -> bool {
+        self.inner.render_in_lock.load(Ordering::Relaxed)
     }
 
     pub(crate) fn signing_key(&self) -> Option<&ed25519_dalek::SigningKey> {
@@ -178,6 +196,9 @@ impl Origin {
         if let Some((path, bytes)) = segment {
             archive.submit(&path.content, &path.path, bytes);
         }
+        for m in store.take_master_updates() {
+            archive.submit_master(&m.content, &m.path, m.bytes);
+        }
         let updates = store.take_log_updates();
         if !updates.is_empty() {
             let clock = self.clock(now_ms);
@@ -197,16 +218,31 @@ impl Origin {
         let Some(archive) = self.archive() else { return Ok(archive::RebuildReport::default()) };
         let limits = self.inner.config.limits();
         let clock = self.clock(self.now_ms());
-        let (logs, mut report) = archive.rebuild(clock, limits.dvr_window_ms, limits.max_streams).await?;
+        let (rebuilt, mut report) = archive.rebuild(clock, limits.dvr_window_ms, limits.max_streams).await?;
+        report.skipped += self.install(rebuilt);
+        Ok(report)
+    }
+
+    /// Installs what a rebuild restored (logs first, then the multivariant playlists of their
+    /// streams), replacing logs of the same paths; returns how many did not fit (too many
+    /// streams, or multivariant playlists). [`Origin::restore`] calls it.
+    pub fn install(&self, rebuilt: archive::Rebuilt) -> usize {
         self.with_store(|store, _| {
-            for rebuilt in logs {
-                let Ok(path) = path::ObjectPath::new(&rebuilt.content, &rebuilt.path) else { continue };
-                if store.restore_log(&path, rebuilt.log).is_err() {
-                    report.skipped += 1;
+            let mut skipped = 0;
+            for log in rebuilt.logs {
+                let Ok(path) = path::ObjectPath::new(&log.content, &log.path) else { continue };
+                if store.restore_log(&path, log.log).is_err() {
+                    skipped += 1;
                 }
             }
-        });
-        Ok(report)
+            for master in rebuilt.masters {
+                let Ok(path) = path::ObjectPath::new(&master.content, &master.path) else { continue };
+                if !store.restore_master(&path, master.bytes) {
+                    skipped += 1;
+                }
+            }
+            skipped
+        })
     }
 
     /// Runs `f` on the locked store with the current time and refreshes the store gauges.
@@ -295,6 +331,7 @@ pub async fn run(
             logs = r.logs,
             segments = r.entries,
             objects = r.objects,
+            masters = r.masters,
             malformed = r.malformed,
             oversized = r.oversized,
             expired = r.expired,

@@ -28,6 +28,8 @@ pub(crate) struct OriginMetrics {
     pub(crate) objects: Gauge,
     /// Bytes held.
     pub(crate) stored_bytes: Gauge,
+    /// DVR and VOD playlists rendered (each rendering is then shared until its log changes).
+    pub(crate) dvr_renders: Counter,
 }
 
 impl OriginMetrics {
@@ -47,6 +49,11 @@ impl OriginMetrics {
         registry.register("origin_streams", "Streams held", m.streams.clone());
         registry.register("origin_objects", "Objects held, expiring ones included", m.objects.clone());
         registry.register("origin_stored_bytes", "Bytes held", m.stored_bytes.clone());
+        registry.register(
+            "origin_dvr_renders",
+            "DVR and VOD playlists rendered (shared until their log changes)",
+            m.dvr_renders.clone(),
+        );
         m
     }
 

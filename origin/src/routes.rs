@@ -11,7 +11,7 @@ use bytes::BytesMut;
 use crate::Origin;
 use crate::dvr::View;
 use crate::error::ApiError;
-use crate::path::{Kind, ObjectPath};
+use crate::path::ObjectPath;
 use crate::range::{self, RangeRequest};
 use crate::store::PutOutcome;
 
@@ -140,18 +140,12 @@ async fn get_inner(
         return digests(origin, &playlist);
     }
     let path = ObjectPath::from_url_path(&live_path)?;
-    let lost = match (prefix, origin.archive()) {
-        (Prefix::Recorded(_), Some(archive)) if path.kind.is_playlist() => archive.lost_paths(&path.content),
-        _ => std::collections::HashSet::new(),
+    let object = match prefix {
+        // A media playlist with a timeshift log is rendered from it; the multivariant playlist
+        // is served as recorded.
+        Prefix::Recorded(view) if path.kind.is_playlist() => crate::recorded::playlist(origin, &path, view).await,
+        _ => origin.with_store_read(|store, now| store.get(now, &path)),
     };
-    let object = origin.with_store_read(|store, now| match prefix {
-        // A media playlist with a timeshift log is rendered from it; anything else (the
-        // multivariant playlist) is served as under /live/.
-        Prefix::Recorded(view) if store.has_dvr_log(&path) => store
-            .dvr_playlist(now, &path, view, |p| lost.contains(p))
-            .map(|bytes| crate::store::Object { bytes, kind: Kind::Playlist, expires_at_ms: None }),
-        _ => store.get(now, &path),
-    });
     let object = match (object, prefix, origin.archive()) {
         (Some(object), _, _) => object,
         // A timeshift segment memory no longer holds: read it from the archive.

@@ -294,3 +294,71 @@ async fn a_segment_the_archive_lost_is_marked_as_a_gap_before_and_after_a_restar
     assert_eq!(served.len(), 5);
     assert_eq!(b.get("dvr/c/v/seg_3.ts").await.status(), StatusCode::NOT_FOUND);
 }
+
+/// The multivariant playlist the encoder sends once, after its first media playlists.
+const MASTER: &str = "#EXTM3U\n#EXT-X-VERSION:3\n\
+    #EXT-X-STREAM-INF:BANDWIDTH=1400000,RESOLUTION=960x540,CODECS=\"avc1.64001f,mp4a.40.2\"\nv/index.m3u8\n";
+
+/// Sets the modification time of the archived object at `key` to `age` ago.
+fn age_object(dir: &Path, key: &str, age: Duration) {
+    let file = std::fs::File::options().write(true).open(dir.join("archive").join(key)).unwrap();
+    file.set_modified(SystemTime::now() - age).unwrap();
+}
+
+#[tokio::test]
+async fn the_dvr_multivariant_playlist_is_served_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = start(config(dir.path(), 7200)).await;
+    a.ingest(0, 3, false).await;
+    assert_eq!(a.put("master.m3u8", MASTER).await, StatusCode::CREATED);
+    a.ingest(3, 6, false).await;
+    assert_eq!(a.text("dvr/c/master.m3u8").await, (StatusCode::OK, MASTER.to_owned()));
+    a.stop().await;
+    assert!(dir.path().join("archive/c/master.m3u8.master").exists());
+
+    let b = run(config(dir.path(), 7200)).await;
+    assert_eq!(b.get("live/c/master.m3u8").await.status(), StatusCode::NOT_FOUND, "the live window is gone");
+    for view in ["dvr", "vod"] {
+        let res = b.get(&format!("{view}/c/master.m3u8")).await;
+        assert_eq!(res.status(), StatusCode::OK, "{view}");
+        assert_eq!(res.headers()["content-type"], "application/vnd.apple.mpegurl");
+        assert_eq!(res.text().await.unwrap(), MASTER, "{view}: byte-identical");
+    }
+    // The variant it lists plays.
+    let (status, dvr) = b.text("dvr/c/v/index.m3u8").await;
+    assert_eq!(status, StatusCode::OK, "{dvr}");
+    assert_eq!(b.check_segments("dvr", &dvr).await, (0..6).collect::<Vec<_>>());
+    let metrics = b.text("metrics").await.1;
+    assert!(metrics.contains("origin_archive_rebuilt_total{result=\"ok\"} 7"), "6 log objects + 1: {metrics}");
+}
+
+#[tokio::test]
+async fn retention_keeps_the_multivariant_playlist_until_the_last_log_leaves_the_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let hour = Duration::from_secs(3600);
+    let a = start(config(dir.path(), 3600)).await;
+    a.ingest(0, 4, false).await;
+    assert_eq!(a.put("master.m3u8", MASTER).await, StatusCode::CREATED);
+    a.stop().await;
+    let log = |seq: u64| format!("c/v/index.m3u8.dvr/{seq:020}.m3u8");
+    let master = dir.path().join("archive/c/master.m3u8.master");
+    // Sent when the stream started, two hours ago; the newest log object is still fresh.
+    age_object(dir.path(), "c/master.m3u8.master", 2 * hour);
+    for seq in 0..3 {
+        age_object(dir.path(), &log(seq), 2 * hour);
+    }
+
+    let b = start(config(dir.path(), 3600)).await;
+    let archive = b.origin.as_ref().unwrap().archive().unwrap();
+    archive.purge(SystemTime::now()).await.unwrap();
+    assert!(!dir.path().join("archive").join(log(2)).exists(), "old log objects go");
+    assert!(dir.path().join("archive").join(log(3)).exists());
+    assert!(master.exists(), "kept while the stream has a log inside the window");
+    assert_eq!(b.text("dvr/c/master.m3u8").await, (StatusCode::OK, MASTER.to_owned()));
+
+    // The last log object leaves the window: the multivariant playlist goes with it.
+    age_object(dir.path(), &log(3), 2 * hour);
+    archive.purge(SystemTime::now()).await.unwrap();
+    assert!(!dir.path().join("archive").join(log(3)).exists());
+    assert!(!master.exists(), "deleted with the last log object");
+}

@@ -7,9 +7,12 @@
 //! memory no longer holds come from here ([`Archive::read`]). Every change of a DVR log goes
 //! through the same queue ([`Archive::submit_log`]) and is stored as a small log object at
 //! `{prefix}/{content}/{path}.dvr/{seq:020}.m3u8` ([`crate::dvr::persist`]), from which
-//! [`Archive::rebuild`] restores the logs when the origin starts. Retention: a background task
-//! deletes every archived object (segments and log objects) last modified more than the
-//! timeshift window ago ([`Archive::purge`]).
+//! [`Archive::rebuild`] restores the logs when the origin starts. The multivariant playlists go
+//! through the same queue too ([`Archive::submit_master`]) and are stored at
+//! `{prefix}/{content}/{path}.master`, so that the DVR and VOD multivariant playlists also
+//! survive a restart (`master`). Retention: a background task deletes every archived segment and
+//! log object last modified more than the timeshift window ago, and a multivariant playlist
+//! together with the last log object of its content ([`Archive::purge`]).
 //!
 //! `archive_url` picks the store: `file:///var/lib/swarmcast/archive` (local filesystem, the
 //! directory is created on first write), `memory://` (in process), and with the crate's `s3`
@@ -26,8 +29,9 @@
 //! `EXT-X-DISCONTINUITY`.
 //!
 //! Layout: the handle here, the writer and retention tasks in `writer`, the rebuild in
-//! `restore`.
+//! `restore`, the multivariant playlists in `master`.
 
+mod master;
 mod restore;
 mod writer;
 
@@ -46,7 +50,8 @@ use service::Metrics;
 use tokio::sync::{Notify, mpsc};
 
 use crate::dvr::{Clock, LogUpdate};
-pub use restore::{MAX_LOGS_PER_STREAM, READ_CONCURRENCY, RebuildReport, RebuiltLog};
+pub use master::{MASTER_SUFFIX, MAX_MASTERS, RebuiltMaster};
+pub use restore::{MAX_LOGS_PER_STREAM, READ_CONCURRENCY, RebuildReport, Rebuilt, RebuiltLog};
 use writer::{Job, Lost};
 
 /// Most jobs (segments and log updates) waiting for the writer; more are dropped (and counted).
@@ -80,12 +85,13 @@ type Labels = [(&'static str, &'static str); 1];
 struct ArchiveMetrics {
     /// Segments handed to the archive, by `result` (`ok`, `error`, `dropped`).
     writes: Family<Labels, Counter>,
-    /// Log objects handed to the archive, by `result` (`ok`, `error`, `dropped`).
+    /// Log objects and multivariant playlists handed to the archive, by `result` (`ok`,
+    /// `error`, `dropped`).
     log_writes: Family<Labels, Counter>,
     /// Reads of segments memory no longer holds, by `result` (`hit`, `miss`, `error`).
     reads: Family<Labels, Counter>,
-    /// Log objects seen by the rebuild at start, by `result` (`ok`, `malformed`, `oversized`,
-    /// `expired`, `skipped`).
+    /// Log objects and multivariant playlists seen by the rebuild at start, by `result` (`ok`,
+    /// `malformed`, `oversized`, `expired`, `skipped`).
     rebuilt: Family<Labels, Counter>,
     /// Objects deleted by retention.
     deleted: Counter,
@@ -147,13 +153,13 @@ impl Archive {
         metrics.register("origin_archive_writes", "Segments handed to the archive, by result", m.writes.clone());
         metrics.register(
             "origin_archive_log_writes",
-            "DVR log objects handed to the archive, by result",
+            "DVR log objects and multivariant playlists handed to the archive, by result",
             m.log_writes.clone(),
         );
         metrics.register("origin_archive_reads", "Archive reads of segments not in memory, by result", m.reads.clone());
         metrics.register(
             "origin_archive_rebuilt",
-            "DVR log objects seen by the rebuild at start, by result",
+            "DVR log objects and multivariant playlists seen by the rebuild at start, by result",
             m.rebuilt.clone(),
         );
         metrics.register("origin_archive_deleted", "Archived objects deleted by retention", m.deleted.clone());
@@ -222,6 +228,12 @@ impl Archive {
             s.queued_bytes.fetch_sub(len, Ordering::AcqRel);
         }
         sent
+    }
+
+    /// Changes whenever the set of lost segments does (what a cached rendering that marks them
+    /// `EXT-X-GAP` depends on).
+    pub fn lost_generation(&self) -> u64 {
+        self.shared.lost_mut().generation
     }
 
     /// The paths (below `content`) of the segments of `content` the archive lost.

@@ -6,7 +6,9 @@
 //! to the window. Everything is bounded: at most `max_streams` streams of
 //! [`MAX_LOGS_PER_STREAM`] logs, the newest [`MAX_DVR_SEGMENTS`] objects of each, objects of at
 //! most [`MAX_LOG_OBJECT_BYTES`]; what does not fit, does not parse or cannot be read is skipped
-//! and counted (`origin_archive_rebuilt{result}` and the [`RebuildReport`]), never fatal.
+//! and counted (`origin_archive_rebuilt{result}` and the [`RebuildReport`]), never fatal. The
+//! archived multivariant playlists of the contents that have a rebuilt log are read back too
+//! (see `master`; at most [`super::MAX_MASTERS`], each validated again).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -15,6 +17,7 @@ use futures_util::StreamExt as _;
 use object_store::ObjectStoreExt as _;
 use object_store::path::Path;
 
+use super::master::{self, ListedMaster, RebuiltMaster};
 use super::{Archive, ArchiveError};
 use crate::dvr::persist::{self, LOG_DIR_SUFFIX, LogObjectError, MAX_LOG_OBJECT_BYTES};
 use crate::dvr::{Clock, DvrLog, MAX_DVR_SEGMENTS};
@@ -37,6 +40,15 @@ pub struct RebuiltLog {
     pub log: DvrLog,
 }
 
+/// What a rebuild restores.
+#[derive(Debug, Clone, Default)]
+pub struct Rebuilt {
+    /// The logs with at least one segment inside the window.
+    pub logs: Vec<RebuiltLog>,
+    /// The multivariant playlists of their contents.
+    pub masters: Vec<RebuiltMaster>,
+}
+
 /// What a rebuild found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RebuildReport {
@@ -46,9 +58,12 @@ pub struct RebuildReport {
     pub entries: usize,
     /// Log objects read and applied.
     pub objects: usize,
-    /// Log objects that do not parse (name or content).
+    /// Multivariant playlists read back.
+    pub masters: usize,
+    /// Log objects (and multivariant playlists) that do not parse (name or content).
     pub malformed: usize,
-    /// Log objects larger than [`MAX_LOG_OBJECT_BYTES`].
+    /// Log objects larger than [`MAX_LOG_OBJECT_BYTES`] (multivariant playlists larger than
+    /// [`crate::playlist::MAX_PLAYLIST_BYTES`]).
     pub oversized: usize,
     /// Log objects last modified before the window (not read; retention deletes them).
     pub expired: usize,
@@ -68,7 +83,8 @@ struct Listed {
 
 impl Archive {
     /// Rebuilds every DVR log that has log objects inside the timeshift window `window_ms` as of
-    /// `clock` (see the module docs); at most `max_streams` streams.
+    /// `clock` (see the module docs), and the multivariant playlists of their contents; at most
+    /// `max_streams` streams.
     ///
     /// # Errors
     /// [`ArchiveError::Store`] when listing fails; unreadable objects are skipped.
@@ -77,18 +93,25 @@ impl Archive {
         clock: Clock,
         window_ms: u64,
         max_streams: usize,
-    ) -> Result<(Vec<RebuiltLog>, RebuildReport), ArchiveError> {
+    ) -> Result<(Rebuilt, RebuildReport), ArchiveError> {
         let started = Instant::now();
         let mut report = RebuildReport::default();
         let cutoff_ms = clock.unix_now_ms.saturating_sub(window_ms);
         let s = &self.shared;
         let mut found: HashMap<(String, String), BTreeMap<u64, Listed>> = HashMap::new();
         let mut contents: HashSet<String> = HashSet::new();
+        let mut masters = Vec::new();
         let mut listing = s.store.list(Some(&s.prefix));
         while let Some(meta) = listing.next().await {
             let meta = meta?;
             let Some(parts) = meta.location.prefix_match(&s.prefix) else { continue };
             let parts: Vec<String> = parts.map(|p| p.as_ref().to_owned()).collect();
+            if let Some((content, path)) = master::split_master_key(&parts) {
+                // Kept by retention while their content has logs, whatever their age.
+                let content = content.to_owned();
+                masters.push(ListedMaster { content, path, location: meta.location, size: meta.size });
+                continue;
+            }
             let Some(((content, playlist), name)) = split_log_key(&parts) else { continue };
             if u64::try_from(meta.last_modified.timestamp_millis()).unwrap_or(0) < cutoff_ms {
                 report.expired += 1;
@@ -133,10 +156,12 @@ impl Archive {
                 rebuilt.push(RebuiltLog { content, path: playlist, log });
             }
         }
+        let with_logs: HashSet<&str> = rebuilt.iter().map(|l| l.content.as_str()).collect();
+        let masters = self.read_masters(masters, |c| with_logs.contains(c), &mut report).await;
         report.elapsed = started.elapsed();
         let m = &s.metrics.rebuilt;
         for (result, n) in [
-            ("ok", report.objects),
+            ("ok", report.objects + report.masters),
             ("malformed", report.malformed),
             ("oversized", report.oversized),
             ("expired", report.expired),
@@ -144,7 +169,7 @@ impl Archive {
         ] {
             m.get_or_create(&[("result", result)]).inc_by(n as u64);
         }
-        Ok((rebuilt, report))
+        Ok((Rebuilt { logs: rebuilt, masters }, report))
     }
 
     async fn rebuild_one(
@@ -199,7 +224,7 @@ impl Archive {
 
 /// `((content, playlist path), file name)` when `parts` (below the prefix) name a log object:
 /// `{content}/…/{name}.m3u8.dvr/{file}.m3u8`.
-fn split_log_key(parts: &[String]) -> Option<((&str, String), &str)> {
+pub(super) fn split_log_key(parts: &[String]) -> Option<((&str, String), &str)> {
     let [content, dirs @ .., dir, name] = parts else { return None };
     let last = dir.strip_suffix(LOG_DIR_SUFFIX).filter(|d| d.ends_with(".m3u8"))?;
     if !name.ends_with(".m3u8") {

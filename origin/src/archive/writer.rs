@@ -8,10 +8,11 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use futures_util::StreamExt as _;
+use object_store::path::Path;
 use object_store::{ObjectStoreExt as _, PutPayload};
 use tokio::sync::mpsc;
 
-use super::{ArchiveError, MAX_LOST, Shared, key, unix_secs};
+use super::{ArchiveError, MAX_LOST, Shared, key, master, restore, unix_secs};
 use crate::dvr::{Clock, LogUpdate, persist};
 
 /// One queued write.
@@ -21,6 +22,8 @@ pub(super) enum Job {
     /// A DVR log update of the playlist `{content}/{playlist}`, encoded when written (so that it
     /// marks the segments lost before it).
     Log { content: String, playlist: String, update: LogUpdate, clock: Clock },
+    /// A multivariant playlist accepted at `{content}/{path}` (see `master`).
+    Master { content: String, path: String, bytes: Bytes },
 }
 
 impl std::fmt::Debug for Job {
@@ -30,6 +33,7 @@ impl std::fmt::Debug for Job {
             Self::Log { content, playlist, update, .. } => {
                 write!(f, "Log({content}/{playlist}, {} entries)", update.entries.len())
             }
+            Self::Master { content, path, bytes } => write!(f, "Master({content}/{path}, {} bytes)", bytes.len()),
         }
     }
 }
@@ -37,6 +41,8 @@ impl std::fmt::Debug for Job {
 /// The newest [`MAX_LOST`] segments the archive could not store, as `{content}/{path}`.
 #[derive(Debug, Default)]
 pub(super) struct Lost {
+    /// Changes whenever the set does.
+    pub(super) generation: u64,
     set: HashSet<String>,
     order: VecDeque<String>,
 }
@@ -46,6 +52,7 @@ impl Lost {
         let k = format!("{content}/{path}");
         if self.set.insert(k.clone()) {
             self.order.push_back(k);
+            self.generation = self.generation.wrapping_add(1);
         }
         while self.order.len() > MAX_LOST {
             if let Some(old) = self.order.pop_front() {
@@ -62,6 +69,7 @@ impl Lost {
         let k = format!("{content}/{path}");
         if self.set.remove(&k) {
             self.order.retain(|o| *o != k);
+            self.generation = self.generation.wrapping_add(1);
         }
     }
 
@@ -98,6 +106,10 @@ pub(super) async fn write_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Job>)
                     false,
                 )
             }
+            Job::Master { content, path, bytes } => {
+                let location = key(&shared.prefix, content, &master::master_object(path));
+                (location, bytes.clone(), bytes.len() as u64, false)
+            }
         };
         let res = shared.store.put(&location, PutPayload::from_bytes(payload)).await;
         let left = shared.queued_bytes.fetch_sub(queued_len, Ordering::AcqRel).saturating_sub(queued_len);
@@ -107,13 +119,13 @@ pub(super) async fn write_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Job>)
                 shared.lost_mut().remove(content, path);
                 "ok"
             }
-            (Ok(_), Job::Log { .. }) => "ok",
+            (Ok(_), Job::Log { .. } | Job::Master { .. }) => "ok",
             (Err(e), Job::Segment { content, path, .. }) => {
                 shared.lost_mut().insert(content, path);
                 tracing::warn!(key = %location, error = %e, "archive write failed");
                 "error"
             }
-            (Err(e), Job::Log { .. }) => {
+            (Err(e), Job::Log { .. } | Job::Master { .. }) => {
                 tracing::warn!(key = %location, error = %e, "archive write of a DVR log object failed");
                 "error"
             }
@@ -125,17 +137,39 @@ pub(super) async fn write_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Job>)
 }
 
 impl Shared {
+    /// Deletes what is older than `retention` as of `now`, except the multivariant playlists of
+    /// contents that still have a log object inside it (see `master`).
     pub(super) async fn purge(&self, now: SystemTime, retention: Duration) -> Result<usize, ArchiveError> {
         let Some(cutoff) = now.checked_sub(retention) else { return Ok(0) };
         let cutoff = unix_secs(cutoff);
         let mut listing = self.store.list(Some(&self.prefix));
         let mut expired = Vec::new();
+        // Expired multivariant playlists by content, and contents with a log inside the window.
+        let mut masters: Vec<(String, Path)> = Vec::new();
+        let mut logged: HashSet<String> = HashSet::new();
         while let Some(meta) = listing.next().await {
             let meta = meta?;
-            if meta.last_modified.timestamp() < cutoff {
-                expired.push(meta.location);
+            let old = meta.last_modified.timestamp() < cutoff;
+            let parts: Vec<String> = meta
+                .location
+                .prefix_match(&self.prefix)
+                .map(|p| p.map(|x| x.as_ref().to_owned()).collect())
+                .unwrap_or_default();
+            if let Some((content, _)) = master::split_master_key(&parts) {
+                if old {
+                    masters.push((content.to_owned(), meta.location));
+                }
+                continue;
             }
+            if !old {
+                if let Some(((content, _), _)) = restore::split_log_key(&parts) {
+                    logged.insert(content.to_owned());
+                }
+                continue;
+            }
+            expired.push(meta.location);
         }
+        expired.extend(masters.into_iter().filter(|(c, _)| !logged.contains(c)).map(|(_, location)| location));
         let mut deleted = 0;
         for location in expired {
             match self.store.delete(&location).await {

@@ -22,19 +22,26 @@
 //!
 //! With an archive every change is also persisted as a [`LogUpdate`] ([`persist`]) from which
 //! [`DvrLog::apply`] rebuilds the log after a restart.
+//!
+//! A 48 h log holds 86,400 entries (1 s segments) and takes tens of milliseconds to render, so a
+//! rendering is split in two ([`render`]): [`DvrLog::prepare`] and [`DvrLog::snapshot`] are cheap
+//! and run where the log is (under the store's lock), [`Snapshot::render`] runs anywhere.
+//! Entries first listed within one log are kept in non-decreasing `added_ms` order, so the
+//! window's start is a binary search.
 
+pub mod entries;
 pub mod persist;
+pub mod render;
 #[cfg(test)]
 mod tests;
 
-use std::collections::VecDeque;
-
-use m3u8_rs::{ExtTag, MediaPlaylist, MediaPlaylistType, MediaSegment};
+use m3u8_rs::{ExtTag, MediaSegment};
 
 use crate::playlist::MediaState;
-use crate::window::ms;
+use entries::Entries;
 
 pub use persist::{Clock, LogObject, LogObjectError};
+pub use render::{RenderKey, Snapshot};
 
 /// Target durations without a playlist update after which a stream counts as ended.
 pub const IDLE_TARGET_DURATIONS: u64 = 3;
@@ -50,7 +57,9 @@ const GAP_TAG: &str = "X-GAP";
 #[derive(Debug, Clone, Default)]
 pub struct DvrLog {
     target_duration: u64,
-    entries: VecDeque<Entry>,
+    entries: Entries,
+    /// Changes with every change (see [`RenderKey::version`]); 0 before the first.
+    version: u64,
     /// Whether anything was ever trimmed from the front (the playlist is then no longer an EVENT).
     trimmed: bool,
     ended: bool,
@@ -102,7 +111,7 @@ pub struct LogUpdate {
 }
 
 /// Which playlist to render.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum View {
     /// The timeshift window of a live stream.
     Dvr,
@@ -115,6 +124,7 @@ impl DvrLog {
     /// `continues` tells that `state` was validated against a previous version of the same
     /// playlist (its numbering then simply goes on). Returns what changed, to persist.
     pub fn record(&mut self, now_ms: u64, state: &MediaState, window_ms: u64, continues: bool) -> Option<LogUpdate> {
+        self.version = render::next_version();
         self.target_duration = state.target_duration;
         let was_ended = self.ended;
         self.ended = state.ended;
@@ -156,7 +166,8 @@ impl DvrLog {
             };
             restart = false;
             self.tail = Some(Tail { seq, source_msn: msn, path: path.clone(), dsn });
-            let entry = Entry { seq, source_msn: msn, path: path.clone(), segment, dsn, added_ms: now_ms };
+            let added_ms = self.entries.back().map_or(now_ms, |b| b.added_ms.max(now_ms));
+            let entry = Entry { seq, source_msn: msn, path: path.clone(), segment, dsn, added_ms };
             self.entries.push_back(entry.clone());
             appended.push(entry);
         }
@@ -179,6 +190,9 @@ impl DvrLog {
     /// it was live and recorded something.
     pub fn end(&mut self) -> Option<LogUpdate> {
         let was_ended = std::mem::replace(&mut self.ended, true);
+        if !was_ended {
+            self.version = render::next_version();
+        }
         (!was_ended && self.tail.is_some()).then(|| LogUpdate {
             target_duration: self.target_duration,
             first_seq: self.next_seq(),
@@ -198,6 +212,7 @@ impl DvrLog {
     /// are skipped; a missing stretch (an object that was never written or could not be read) is
     /// marked with `EXT-X-DISCONTINUITY` on the entry after it. Returns whether there was one.
     pub fn apply(&mut self, object: LogObject, now_ms: u64, window_ms: u64) -> bool {
+        self.version = render::next_version();
         if self.tail.is_none() && self.entries.is_empty() && !self.trimmed {
             self.trimmed = !object.starts;
         }
@@ -218,6 +233,10 @@ impl DvrLog {
                     gap = true;
                 }
                 e.dsn = t.dsn.saturating_add(u64::from(e.segment.discontinuity));
+            }
+            // Kept in order of first listing (a clock step between processes could reorder).
+            if let Some(b) = self.entries.back() {
+                e.added_ms = e.added_ms.max(b.added_ms);
             }
             self.tail = Some(Tail { seq: e.seq, source_msn: e.source_msn, path: e.path.clone(), dsn: e.dsn });
             self.updated_ms = self.updated_ms.max(e.added_ms);
@@ -244,6 +263,7 @@ impl DvrLog {
             }
             self.entries.pop_front();
             self.trimmed = true;
+            self.version = render::next_version();
         }
     }
 
@@ -270,7 +290,8 @@ impl DvrLog {
     /// Renders `view`, listing only the newest run of segments for which `is_served(path)` holds;
     /// `None` when there is nothing to list, or for [`View::Vod`] while the stream is live.
     pub fn render(&self, now_ms: u64, view: View, is_served: impl Fn(&str) -> bool) -> Option<String> {
-        self.render_by(now_ms, view, |e| is_served(&e.path), |_| false)
+        let key = self.prepare(now_ms, view, self.start_served(is_served))?;
+        self.snapshot(&key).render(|_| false)
     }
 
     /// Renders `view` over every segment first listed less than `window_ms` before `now_ms` (an
@@ -283,53 +304,47 @@ impl DvrLog {
         window_ms: u64,
         is_lost: impl Fn(&str) -> bool,
     ) -> Option<String> {
-        self.render_by(now_ms, view, |e| e.added_ms.saturating_add(window_ms) > now_ms, is_lost)
+        let key = self.prepare(now_ms, view, self.start_within(now_ms, window_ms))?;
+        self.snapshot(&key).render(is_lost)
     }
 
-    fn render_by(
-        &self,
-        now_ms: u64,
-        view: View,
-        is_served: impl Fn(&Entry) -> bool,
-        is_lost: impl Fn(&str) -> bool,
-    ) -> Option<String> {
+    /// Index of the first entry still inside `window_ms` at `now_ms` (binary search).
+    pub fn start_within(&self, now_ms: u64, window_ms: u64) -> usize {
+        self.entries.partition_point(|e| e.added_ms.saturating_add(window_ms) <= now_ms)
+    }
+
+    /// Index of the first entry of the newest run for which `is_served(path)` holds (a scan
+    /// from the newest entry back to the first that is not served).
+    pub fn start_served(&self, is_served: impl Fn(&str) -> bool) -> usize {
+        let unserved_from_back = self.entries.iter().rev().position(|e| !is_served(&e.path));
+        unserved_from_back.map_or(0, |i| self.entries.len() - i)
+    }
+
+    /// What rendering `view` from the entry at `start` lists at `now_ms` (cheap), or `None` when
+    /// there is nothing to list, or for [`View::Vod`] while the stream is live.
+    pub fn prepare(&self, now_ms: u64, view: View, start: usize) -> Option<RenderKey> {
         let ended = self.ended(now_ms);
-        if view == View::Vod && !ended {
+        if (view == View::Vod && !ended) || start >= self.entries.len() {
             return None;
         }
-        let start = self.entries.iter().rposition(|e| !is_served(e)).map_or(0, |i| i + 1);
-        let first = self.entries.get(start)?;
-        let segments: Vec<MediaSegment> = self
-            .entries
-            .iter()
-            .skip(start)
-            .map(|e| if is_lost(&e.path) { with_gap(&e.segment) } else { e.segment.clone() })
-            .collect();
-        let playlist_type = match view {
-            View::Vod => Some(MediaPlaylistType::Vod),
-            View::Dvr if !self.trimmed && start == 0 && !ended => Some(MediaPlaylistType::Event),
-            View::Dvr => None,
-        };
-        // Numbered back from the newest entry, so that numbers stay put as the front is trimmed
-        // even across a gap left by a rebuild (the same as `seq` everywhere else).
-        let last = self.entries.back().map_or(first.seq, |e| e.seq);
-        let media_sequence = last.saturating_add(1).saturating_sub(segments.len() as u64);
-        // Segments are no longer than the target duration (checked at ingest); `max` covers a
-        // log recorded from playlists that never set one.
-        let longest = segments.iter().map(|s| ms(s.duration).div_ceil(1000)).max().unwrap_or(0);
-        let playlist = MediaPlaylist {
-            version: Some(3),
-            target_duration: self.target_duration.max(longest),
-            media_sequence,
-            discontinuity_sequence: first.dsn.saturating_sub(u64::from(first.segment.discontinuity)),
-            end_list: view == View::Vod || ended,
-            playlist_type,
-            segments,
-            ..MediaPlaylist::default()
-        };
-        let mut out = Vec::new();
-        playlist.write_to(&mut out).ok()?;
-        String::from_utf8(out).ok()
+        Some(RenderKey { version: self.version, view, start, ended })
+    }
+
+    /// The entries and header fields `key` lists, sharing the log's storage (`O(len / 1024)`).
+    /// `key` must come from [`DvrLog::prepare`] on this log unchanged since.
+    pub fn snapshot(&self, key: &RenderKey) -> Snapshot {
+        Snapshot {
+            entries: self.entries.from_index(key.start),
+            last_seq: self.entries.back().map_or(0, |e| e.seq),
+            target_duration: self.target_duration,
+            playlist_type: render::playlist_type(key.view, self.trimmed, key.start, key.ended),
+            end_list: key.view == View::Vod || key.ended,
+        }
+    }
+
+    /// Changes with every change of the log.
+    pub fn version(&self) -> u64 {
+        self.version
     }
 }
 

@@ -16,6 +16,9 @@ impl Store {
                     !log.is_empty()
                 });
             }
+            // Renderings of logs that changed since are never served again.
+            let logs = &s.dvr;
+            s.renders.retain(|(path, _), slot| logs.get(path).is_some_and(|l| l.version() == slot.key.version));
             s.objects.retain(|_, e| {
                 let keep = e.live(now_ms);
                 if !keep {

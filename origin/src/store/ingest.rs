@@ -70,6 +70,7 @@ impl Store {
         if let (Some(Accepted::Media(m)), true) = (&accepted, dvr_window_ms > 0) {
             log_update = stream.dvr.entry(path.path.clone()).or_default().record(now_ms, m, dvr_window_ms, continues);
         }
+        let master = matches!(accepted, Some(Accepted::Master)).then(|| body.clone());
         let new_listed: Vec<String> = match &accepted {
             Some(Accepted::Media(m)) => m.segments.iter().chain(&m.maps).cloned().collect(),
             _ => Vec::new(),
@@ -93,6 +94,9 @@ impl Store {
         }
         let released_until = now_ms.saturating_add(grace_before.max(stream.grace_ms()));
         stream.release(old.and_then(|o| o.accepted), released_until, self.limits.memory_dvr_ms());
+        if let Some(master) = master {
+            self.record_master(path, &master);
+        }
         self.push_log_update(path, log_update);
         Ok(if is_new { PutOutcome::Created } else { PutOutcome::Replaced })
     }

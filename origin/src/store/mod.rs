@@ -22,6 +22,7 @@
 
 mod evict;
 mod ingest;
+mod recorded;
 mod stream;
 #[cfg(test)]
 mod tests;
@@ -34,6 +35,8 @@ use crate::dvr::{DvrLog, LogUpdate, View};
 use crate::path::{Kind, ObjectPath};
 use crate::playlist::{Accepted, PlaylistError};
 use stream::Stream;
+
+pub use recorded::{DvrRender, MAX_MASTERS_PER_STREAM, PendingMaster, RenderCell};
 
 /// Least time an uploaded but never listed segment is kept, in milliseconds.
 pub const ORPHAN_TTL_MS: u64 = 30_000;
@@ -139,12 +142,14 @@ pub struct Store {
     total_bytes: u64,
     /// DVR log changes not yet taken (collected only with an archive).
     log_updates: Vec<PendingLog>,
+    /// Recorded multivariant playlists not yet taken (collected only with an archive).
+    master_updates: Vec<PendingMaster>,
 }
 
 impl Store {
     /// An empty store bounded by `limits`.
     pub fn new(limits: Limits) -> Self {
-        Self { limits, streams: HashMap::new(), total_bytes: 0, log_updates: Vec::new() }
+        Self { limits, streams: HashMap::new(), total_bytes: 0, log_updates: Vec::new(), master_updates: Vec::new() }
     }
 
     /// The DVR log changes made since the last call, in order (only with [`Limits::archived`]):

@@ -5,7 +5,8 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 
-use crate::dvr::DvrLog;
+use super::recorded::RenderSlot;
+use crate::dvr::{DvrLog, View};
 use crate::path::Kind;
 use crate::playlist::{self, Accepted};
 
@@ -36,6 +37,10 @@ pub(super) struct Stream {
     pub(super) objects: HashMap<String, Entry>,
     /// The timeshift log of each media playlist, by path.
     pub(super) dvr: HashMap<String, DvrLog>,
+    /// The multivariant playlists recorded for the DVR and VOD views, by path (see `recorded`).
+    pub(super) masters: HashMap<String, Bytes>,
+    /// The current rendering of each (media playlist, view) (see `recorded`).
+    pub(super) renders: HashMap<(String, View), RenderSlot>,
 }
 
 impl Stream {
