@@ -7,7 +7,7 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use ::sim::{SCHEDULERS, SimConfig, csv, run_named, summarize, table};
+use ::sim::{SCHEDULERS, SimConfig, csv, reasons_table, run_named, summarize, table};
 use anyhow::{Context, bail};
 
 /// Arguments of `swarmcast sim`.
@@ -83,6 +83,11 @@ fn simulate(args: &Args) -> anyhow::Result<()> {
     }
     writeln!(out, "\n{}", table(&reports))?;
     writeln!(out, "Means over seeds:\n{}", table(&summarize(&reports)))?;
+    writeln!(
+        out,
+        "CDN bytes by reason, % of all segment bytes (means over seeds):\n{}",
+        reasons_table(&summarize(&reports))
+    )?;
     if let Some(path) = &args.csv {
         std::fs::write(path, csv(&reports)).with_context(|| format!("writing {}", path.display()))?;
     }

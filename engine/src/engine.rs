@@ -146,6 +146,11 @@ impl Engine {
         &self.stats
     }
 
+    /// Why the CDN fetch of `id` under way was started; `None` when no CDN fetch of it runs.
+    pub fn fetch_reason(&self, id: SegmentId) -> Option<crate::CdnReason> {
+        self.store.get(id).filter(|seg| seg.fetch == Fetch::Http).map(|seg| seg.http_reason)
+    }
+
     fn tick(&mut self, now: Millis) -> Millis {
         self.now = self.now.max(now);
         self.now
@@ -313,6 +318,7 @@ impl Engine {
         for (_, seg) in self.store.iter_mut() {
             if matches!(&seg.fetch, Fetch::Peer { peer: p, .. } if p == peer) {
                 seg.fetch = Fetch::Idle;
+                seg.peer_cut = true;
             }
             seg.uploads.retain(|u| &u.peer != peer);
         }

@@ -33,8 +33,11 @@ pub(crate) struct HttpEstimate {
     correction: f64,
 }
 
-/// Until this many fetches were measured, the estimate is never below the prior.
+/// Until this many fetches were measured, the measured estimate is not trusted as it is.
 const TRUSTED_SAMPLES: u32 = 3;
+
+/// Until `TRUSTED_SAMPLES` fetches were measured, the measured estimate is multiplied by this.
+const UNTRUSTED_FACTOR: f64 = 2.0;
 
 /// Assumed before the first fetch: 300 ms to first byte.
 const PRIOR_TTFB_MS: f64 = 300.0;
@@ -77,9 +80,14 @@ impl HttpEstimate {
         let ttfb = self.ttfb_ms.unwrap_or(PRIOR_TTFB_MS) + 2.0 * self.ttfb_dev_ms;
         let rate = self.bytes_per_ms.unwrap_or(self.prior_bytes_per_ms).max(0.001);
         let mut ms = (ttfb + 1.25 * bytes as f64 / rate) * self.correction;
-        if self.samples < TRUSTED_SAMPLES {
-            // A first fetch or two say little (a lucky fast one must not make us bold).
+        if self.samples == 0 {
             ms = ms.max(PRIOR_TTFB_MS + 1.25 * bytes as f64 / self.prior_bytes_per_ms);
+        } else if self.samples < TRUSTED_SAMPLES {
+            // A first fetch or two say little (a lucky fast one must not make us bold): twice
+            // what they showed. Not the prior: a joiner's first fetch tells it the CDN is fast,
+            // and a pessimistic prior would send its next segments to the CDN before any peer
+            // had a chance.
+            ms *= UNTRUSTED_FACTOR;
         }
         // Saturating float-to-int cast of a value bounded just above.
         ms.min(MAX_FETCH_MS) as u64
@@ -187,7 +195,7 @@ mod tests {
         let mut h = HttpEstimate::new(500_000);
         assert_eq!(h.time_ms(400_000), 300 + 1_000, "a quarter more than 800 ms at 500 kB/s");
         h.record(0, 100, 600, 1_000_000, 10_000);
-        assert_eq!(h.time_ms(800_000), 300 + 2_000, "one fetch is not trusted yet");
+        assert_eq!(h.time_ms(800_000), 2 * (100 + 500), "one fetch is trusted at half its speed");
         h.record(0, 100, 600, 1_000_000, 10_000);
         h.record(0, 100, 600, 1_000_000, 10_000);
         assert_eq!(h.time_ms(800_000), 100 + 500);

@@ -14,7 +14,7 @@ use protocol::SegmentId;
 use sha2::{Digest, Sha256};
 
 use crate::segments::Fetch;
-use crate::{Engine, Millis};
+use crate::{CdnReason, Engine, Millis};
 
 /// Most digests remembered per rendition (the oldest go first).
 const MAX_DIGESTS_PER_RENDITION: usize = 4096;
@@ -89,7 +89,7 @@ impl Engine {
                 }
                 // Straight to the CDN: the swarm just proved untrustworthy for this segment.
                 if self.store.get(id).is_some_and(|s| s.listed && s.needed()) {
-                    self.start_http(now, id);
+                    self.start_http(now, id, CdnReason::Other);
                 }
             }
             // Wait for the digest (the deadline sends the segment to the CDN if it is late).

@@ -157,6 +157,65 @@ pub enum Source {
     Peer,
 }
 
+/// Why the engine fetched a segment from the CDN (for [`Stats`]; one reason per fetch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum CdnReason {
+    /// Before playback starts, with no data channel open yet (a joiner's first segments).
+    StartupAlone,
+    /// Before playback starts, with channels open but no peer holding the segment whole.
+    Startup,
+    /// Seeding: the deliberate fetch of a new segment nobody around announced.
+    Seed,
+    /// Its deadline came while connected peers announced it but were busy (refused us, or
+    /// were still waiting for their own source).
+    DeadlineBusy,
+    /// Its deadline came and no connected peer announced it.
+    DeadlineAlone,
+    /// Its deadline came after a peer transfer of it was given up (too slow, stalled, refused
+    /// half-way, or its bytes were wrong).
+    Retry,
+    /// Its deadline came after the peer sending it left mid-transfer.
+    Churn,
+    /// The rest: a complete copy still unverified at its deadline, an old segment nobody holds,
+    /// a refetch after corrupt bytes or a CDN length mismatch.
+    Other,
+}
+
+impl CdnReason {
+    /// Every reason, in the order of [`CdnReason::index`].
+    pub const ALL: [Self; 8] = [
+        Self::StartupAlone,
+        Self::Startup,
+        Self::Seed,
+        Self::DeadlineBusy,
+        Self::DeadlineAlone,
+        Self::Retry,
+        Self::Churn,
+        Self::Other,
+    ];
+
+    /// Position in [`CdnReason::ALL`] and in the arrays of [`Stats`].
+    #[must_use]
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    /// A short snake_case name (for tables and CSV columns).
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::StartupAlone => "startup_alone",
+            Self::Startup => "startup",
+            Self::Seed => "seed",
+            Self::DeadlineBusy => "deadline_busy",
+            Self::DeadlineAlone => "deadline_alone",
+            Self::Retry => "retry",
+            Self::Churn => "churn",
+            Self::Other => "other",
+        }
+    }
+}
+
 /// The engine's counters since it was created. Bytes are segment payload bytes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -178,4 +237,9 @@ pub struct Stats {
     pub cdn_deadline_fetches: u64,
     /// Other CDN fetches (startup, old segments nobody holds, unverified copies, refetches).
     pub cdn_other_fetches: u64,
+    /// CDN fetches started, by [`CdnReason::index`].
+    pub cdn_fetches_by_reason: [u64; 8],
+    /// Bytes received over HTTP (and kept), by the [`CdnReason::index`] of the fetch that
+    /// brought them; sums to `http_bytes`.
+    pub cdn_bytes_by_reason: [u64; 8],
 }

@@ -114,4 +114,4 @@ mod upload;
 
 pub use config::Config;
 pub use engine::Engine;
-pub use io::{Input, Millis, Output, SegmentInfo, Source, Stats};
+pub use io::{CdnReason, Input, Millis, Output, SegmentInfo, Source, Stats};

@@ -259,6 +259,11 @@ impl Peers {
             .collect()
     }
 
+    /// Whether a connected peer announced `id`, complete or being received.
+    pub(crate) fn someone_announced(&self, id: SegmentId) -> bool {
+        self.peers.values().any(|p| p.connected() && (p.have.contains(&id) || p.fetching.contains(&id)))
+    }
+
     /// Whether a connected peer announced that it is receiving `id`.
     pub(crate) fn someone_fetching(&self, id: SegmentId) -> bool {
         self.peers.values().any(|p| p.connected() && p.fetching.contains(&id))

@@ -7,20 +7,10 @@ use protocol::{PeerId, SegmentId};
 use rand::Rng;
 
 use crate::segments::{Fetch, Segment};
-use crate::{Engine, Millis, Output, rank};
+use crate::{CdnReason, Engine, Millis, Output, rank};
 
 /// A peer transfer is judged on its speed only after this long, in ms.
 const MIN_JUDGE_MS: u64 = 300;
-
-/// Why a segment goes to the CDN.
-enum Why {
-    /// We seed it for the swarm.
-    Seed,
-    /// Its deadline leaves no time for peers.
-    Due,
-    /// Startup, an old segment nobody holds, or an unverified copy.
-    Other,
-}
 
 /// What to do about a segment that is needed and not being fetched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,18 +44,14 @@ impl Engine {
             let Some(seg) = self.store.get(id) else { continue };
             match plan {
                 Plan::Http => {
-                    match self.why_http(now, seg) {
-                        Why::Seed => self.stats.cdn_seed_fetches += 1,
-                        Why::Due => self.stats.cdn_deadline_fetches += 1,
-                        Why::Other => self.stats.cdn_other_fetches += 1,
-                    }
+                    let reason = self.why_http(now, id, seg);
                     if seg.complete {
                         // Complete but unverified at its deadline: the CDN's copy it is.
                         if let Some(seg) = self.store.get_mut(id) {
                             seg.discard();
                         }
                     }
-                    self.start_http(now, id);
+                    self.start_http(now, id, reason);
                 }
                 Plan::Peer => self.start_peer(now, id),
                 Plan::Wait(_) => {}
@@ -120,16 +106,26 @@ impl Engine {
     }
 
     /// Why `plan` sends `seg` to the CDN, for the counters in [`crate::Stats`].
-    fn why_http(&self, now: Millis, seg: &Segment) -> Why {
-        if seg.complete || (seg.wanted && !self.playback.playing()) {
-            Why::Other
-        } else if self.due(seg).is_some_and(|d| now >= d) {
-            Why::Due
-        } else if seg.seed_since.is_some() {
-            Why::Seed
-        } else {
-            Why::Other
+    pub(crate) fn why_http(&self, now: Millis, id: SegmentId, seg: &Segment) -> CdnReason {
+        if seg.complete {
+            return CdnReason::Other;
         }
+        if seg.wanted && !self.playback.playing() {
+            let alone = self.peers.connected().next().is_none();
+            return if alone { CdnReason::StartupAlone } else { CdnReason::Startup };
+        }
+        if self.due(seg).is_some_and(|d| now >= d) {
+            return if seg.peer_cut {
+                CdnReason::Churn
+            } else if seg.peer_gave_up {
+                CdnReason::Retry
+            } else if !seg.busy.is_empty() || self.peers.someone_announced(id) {
+                CdnReason::DeadlineBusy
+            } else {
+                CdnReason::DeadlineAlone
+            };
+        }
+        if seg.seed_since.is_some() { CdnReason::Seed } else { CdnReason::Other }
     }
 
     /// When the engine next needs to look at `seg` again, if a timer (not news) can change things.
@@ -171,7 +167,7 @@ impl Engine {
     /// stream) cannot tell the others it fetches: it waits one more segment duration (every
     /// playlist reload of the others has seen the segment by then), so that it seeds only if
     /// nobody else does.
-    fn seed_turn(&self, id: SegmentId, seg: &Segment, since: Millis) -> Millis {
+    pub(crate) fn seed_turn(&self, id: SegmentId, seg: &Segment, since: Millis) -> Millis {
         let rank = u64::from(self.seed_rank(id));
         let silent = !self.config.upload_allowed || self.uplink_below(1);
         let wait = if silent { seg.info.duration_ms } else { 0 };
@@ -226,6 +222,7 @@ impl Engine {
         }
         if let Some(seg) = self.store.get_mut(id) {
             seg.fetch = Fetch::Idle;
+            seg.peer_gave_up = true;
             if slow {
                 seg.failed_peers.insert(peer);
             } else if idle {
@@ -251,8 +248,8 @@ impl Engine {
         eta > deadline as f64 && now.saturating_add(self.http.time_ms(remaining)) < deadline
     }
 
-    /// Starts (or resumes, from the bytes held) the CDN fetch of `id`.
-    pub(crate) fn start_http(&mut self, now: Millis, id: SegmentId) {
+    /// Starts (or resumes, from the bytes held) the CDN fetch of `id`, counted under `reason`.
+    pub(crate) fn start_http(&mut self, now: Millis, id: SegmentId, reason: CdnReason) {
         let Some(seg) = self.store.get(id) else { return };
         let predicted = self.http.time_ms(self.size_of(seg).saturating_sub(seg.data.len() as u64));
         let Some(seg) = self.store.get_mut(id) else { return };
@@ -260,11 +257,20 @@ impl Engine {
             return;
         }
         seg.http_predicted_ms = predicted;
+        seg.http_reason = reason;
         seg.fetch = Fetch::Http;
         let range_start = seg.data.len() as u64;
         seg.fetch_started = (now, range_start);
         seg.first_byte = None;
         self.outputs.push_back(Output::FetchHttp { id, url: seg.info.url.clone(), range_start });
+        self.stats.cdn_fetches_by_reason[reason.index()] += 1;
+        match reason {
+            CdnReason::Seed => self.stats.cdn_seed_fetches += 1,
+            CdnReason::DeadlineBusy | CdnReason::DeadlineAlone | CdnReason::Retry | CdnReason::Churn => {
+                self.stats.cdn_deadline_fetches += 1;
+            }
+            CdnReason::StartupAlone | CdnReason::Startup | CdnReason::Other => self.stats.cdn_other_fetches += 1,
+        }
     }
 
     /// Asks a peer for `id`, from the bytes held on: a holder of the whole segment if any, else a

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use protocol::{PeerId, SegmentId};
 
-use crate::{Millis, SegmentInfo};
+use crate::{CdnReason, Millis, SegmentInfo};
 
 /// Where a segment's missing bytes are being fetched from right now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,6 +85,12 @@ pub(crate) struct Segment {
     /// Whether complete bytes may be trusted: they came from the CDN only, matched the digest,
     /// or (no digests published for the rendition) have the expected length.
     pub(crate) verified: bool,
+    /// Why the CDN fetch under way (or the last one) was started.
+    pub(crate) http_reason: CdnReason,
+    /// A peer transfer of it was given up (too slow, stalled, refused half-way, wrong bytes).
+    pub(crate) peer_gave_up: bool,
+    /// A peer transfer of it was cut because the peer left.
+    pub(crate) peer_cut: bool,
 }
 
 impl Segment {
@@ -110,6 +116,9 @@ impl Segment {
             uploads: Vec::new(),
             digest: None,
             verified: false,
+            http_reason: CdnReason::Other,
+            peer_gave_up: false,
+            peer_cut: false,
         }
     }
 

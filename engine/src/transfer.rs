@@ -8,7 +8,7 @@ use protocol::peer::{MAX_SEGMENT_BYTES, Message};
 use protocol::{PeerId, SegmentId};
 
 use crate::segments::Fetch;
-use crate::{Engine, Millis, Output};
+use crate::{CdnReason, Engine, Millis, Output};
 
 /// HTTP attempts per player request before the player is told the segment failed.
 const MAX_HTTP_ATTEMPTS: u8 = 2;
@@ -38,6 +38,7 @@ impl Engine {
         }
         seg.data.extend_from_slice(fresh);
         self.stats.http_bytes += fresh.len() as u64;
+        self.stats.cdn_bytes_by_reason[seg.http_reason.index()] += fresh.len() as u64;
         if first {
             self.announce_progress(id, None);
         }
@@ -66,7 +67,7 @@ impl Engine {
             self.give_up(id);
         } else {
             seg.discard();
-            self.start_http(now, id);
+            self.start_http(now, id, CdnReason::Other);
         }
     }
 
@@ -122,18 +123,20 @@ impl Engine {
             // stop talking to a peer that serves broken segments.
             seg.discard();
             seg.fetch = Fetch::Idle;
+            seg.peer_gave_up = true;
             seg.failed_peers.insert(peer.clone());
             self.stats.corrupt_segments += 1;
             self.peers.ban(peer);
             self.disconnect(now, peer);
             if self.store.get(id).is_some_and(|s| s.listed) {
-                self.start_http(now, id);
+                self.start_http(now, id, CdnReason::Other);
             }
             return;
         }
         if offset != seg.data.len() as u64 {
             // We asked from `data.len()` on an ordered channel: this peer is confused.
             seg.fetch = Fetch::Idle;
+            seg.peer_gave_up = true;
             seg.failed_peers.insert(peer.clone());
             self.send(peer, &Message::Cancel { id, request_id });
             return;
@@ -194,6 +197,7 @@ impl Engine {
                 seg.busy.insert(peer.clone(), now.saturating_add(BUSY_RETRY_MS));
             } else {
                 seg.failed_peers.insert(peer.clone());
+                seg.peer_gave_up = true;
             }
         }
     }

@@ -77,7 +77,7 @@ pub mod tracker;
 pub use config::{ConfigError, Dist, SimConfig, TrackerMode};
 use engine::{Config as EngineConfig, Engine};
 use protocol::PeerId;
-pub use report::{CSV_HEADER, Report, csv, summarize, table};
+pub use report::{CSV_HEADER, Report, csv, reasons_table, summarize, table};
 pub use scheduler::Scheduler;
 use swarm::Swarm;
 

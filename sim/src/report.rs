@@ -57,6 +57,12 @@ pub struct Report {
     /// seed the swarm, started because peers could not make the deadline, and the rest
     /// (startup, old segments nobody held, refetches).
     pub cdn_fetch_reasons: [u64; 3],
+    /// CDN fetches by [`engine::CdnReason`] (when the scheduler says why, else all zero).
+    pub cdn_fetches_by_reason: [u64; 8],
+    /// Bytes from the CDN by [`engine::CdnReason`] of the fetch that brought them, in bytes.
+    pub cdn_bytes_by_reason: [u64; 8],
+    /// Seeding fetches beyond the first of each segment (two peers that both seeded it).
+    pub duplicate_seeds: u64,
     /// CDN requests per distinct segment played by someone (1.0 is ideal; N without P2P).
     pub cdn_requests_per_segment: f64,
     /// Bytes that crossed a link but were thrown away (duplicates, answers to cancelled
@@ -105,6 +111,10 @@ pub(crate) struct Tally {
     pub(crate) latency_viewers: u64,
     pub(crate) cdn_requests: u64,
     pub(crate) cdn_fetch_reasons: [u64; 3],
+    pub(crate) cdn_fetches_by_reason: [u64; 8],
+    /// Simulated bytes, by reason.
+    pub(crate) cdn_bytes_by_reason: [u64; 8],
+    pub(crate) duplicate_seeds: u64,
     pub(crate) segments_played: u64,
     pub(crate) player_failures: u64,
     pub(crate) live_skips: u64,
@@ -146,6 +156,9 @@ impl Tally {
             live_latency_s_mean: ratio(self.latency_ms_sum, self.latency_viewers as f64) / 1e3,
             cdn_requests: self.cdn_requests,
             cdn_fetch_reasons: self.cdn_fetch_reasons,
+            cdn_fetches_by_reason: self.cdn_fetches_by_reason,
+            cdn_bytes_by_reason: self.cdn_bytes_by_reason.map(|b| b * scale),
+            duplicate_seeds: self.duplicate_seeds,
             cdn_requests_per_segment: ratio(self.cdn_requests as f64, self.segments_played as f64),
             wasted_bytes: wasted,
             wasted_p2p_bytes: self.wasted_p2p_bytes,
@@ -213,6 +226,13 @@ fn mean(group: &[&Report]) -> Report {
             u(|r| r.cdn_fetch_reasons[1]),
             u(|r| r.cdn_fetch_reasons[2]),
         ],
+        cdn_fetches_by_reason: std::array::from_fn(|i| {
+            (group.iter().map(|r| r.cdn_fetches_by_reason[i] as f64).sum::<f64>() / n).round() as u64
+        }),
+        cdn_bytes_by_reason: std::array::from_fn(|i| {
+            (group.iter().map(|r| r.cdn_bytes_by_reason[i] as f64).sum::<f64>() / n).round() as u64
+        }),
+        duplicate_seeds: u(|r| r.duplicate_seeds),
         cdn_requests_per_segment: f(|r| r.cdn_requests_per_segment),
         wasted_bytes: u(|r| r.wasted_bytes),
         wasted_p2p_bytes: u(|r| r.wasted_p2p_bytes),
@@ -277,7 +297,10 @@ pub const CSV_HEADER: &str = "scheduler,peers,segment_duration_ms,duration_s,see
 churn_per_min,sessions,segments_published,http_bytes,p2p_bytes,offload,offload_bound,stalls,stall_s,\
 rebuffer_ratio,startup_ms_mean,startup_ms_p95,never_started,live_latency_s_mean,cdn_requests,\
 cdn_requests_per_segment,cdn_seed_fetches,cdn_deadline_fetches,cdn_other_fetches,wasted_bytes,wasted_p2p_bytes,wasted_ratio,player_failures,live_skips,corrupt_segments,timer_spins,\
-dropped_messages,purged_messages,overflow_drops,events";
+dropped_messages,purged_messages,overflow_drops,events,duplicate_seeds,\
+fetches_startup_alone,fetches_startup,fetches_seed,fetches_deadline_busy,fetches_deadline_alone,fetches_retry,\
+fetches_churn,fetches_other,cdn_bytes_startup_alone,cdn_bytes_startup,cdn_bytes_seed,cdn_bytes_deadline_busy,\
+cdn_bytes_deadline_alone,cdn_bytes_retry,cdn_bytes_churn,cdn_bytes_other";
 
 /// CSV with a header line, one row per report (scheduler names are written as given and must
 /// not hold commas).
@@ -325,8 +348,54 @@ pub fn csv(reports: &[Report]) -> String {
             r.overflow_drops,
             r.events,
         );
+        out.pop(); // the newline, for the reason columns
+        let _ = write!(out, ",{}", r.duplicate_seeds);
+        for n in r.cdn_fetches_by_reason.iter().chain(&r.cdn_bytes_by_reason) {
+            let _ = write!(out, ",{n}");
+        }
+        out.push('\n');
     }
     out
+}
+
+/// Where the CDN bytes came from: per report, the share of all segment bytes (CDN and peer)
+/// fetched from the CDN for each [`engine::CdnReason`], in percent, then the seeding fetches
+/// beyond the first per segment, and CDN fetches per segment played.
+pub fn reasons_table(reports: &[Report]) -> String {
+    let mut out = format!("{:<9} {:>6} {:>5} {:>6} {:>7}", "scheduler", "N", "seg_s", "seed", "cdn%");
+    for reason in engine::CdnReason::ALL {
+        let _ = write!(out, " {:>9}", short(reason.name()));
+    }
+    out.push_str("  dup_seed/seg\n");
+    for r in reports {
+        let seed = if r.runs > 1 { format!("{}x", r.runs) } else { r.seed.to_string() };
+        let all = (r.http_bytes + r.p2p_bytes) as f64;
+        let _ = write!(
+            out,
+            "{:<9} {:>6} {:>5} {:>6} {:>7.2}",
+            r.scheduler,
+            r.peers,
+            r.segment_duration_ms as f64 / 1e3,
+            seed,
+            ratio(r.http_bytes as f64, all) * 100.0
+        );
+        for bytes in r.cdn_bytes_by_reason {
+            let _ = write!(out, " {:>9.2}", ratio(bytes as f64, all) * 100.0);
+        }
+        let played = ratio(r.cdn_requests as f64, r.cdn_requests_per_segment);
+        let _ = writeln!(out, "  {:>12.2}", ratio(r.duplicate_seeds as f64, played));
+    }
+    out
+}
+
+/// A reason's name cut to fit a column.
+fn short(name: &str) -> &str {
+    match name {
+        "startup_alone" => "st_alone",
+        "deadline_busy" => "dl_busy",
+        "deadline_alone" => "dl_alone",
+        other => other,
+    }
 }
 
 #[cfg(test)]

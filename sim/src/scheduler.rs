@@ -4,7 +4,8 @@
 //! input and output types, so another algorithm (a baseline to compare against) runs on the very
 //! same swarms, links and seeds.
 
-use engine::{Engine, Input, Millis, Output, Stats};
+use engine::{CdnReason, Engine, Input, Millis, Output, Stats};
+use protocol::SegmentId;
 
 /// A per-viewer P2P scheduler driven by inputs stamped with the time, polled for outputs and
 /// for its next timer (the contract of [`engine::Engine`]).
@@ -24,6 +25,11 @@ pub trait Scheduler {
     /// not measured yet) and bytes queued for peers and not sent. Ignored by default.
     fn handle_uplink(&mut self, now: Millis, bytes_per_s: u64, queued_bytes: u64) {
         let _ = (now, bytes_per_s, queued_bytes);
+    }
+    /// Why the CDN fetch of `id` under way was started, when the scheduler says. `None` by default.
+    fn fetch_reason(&self, id: SegmentId) -> Option<CdnReason> {
+        let _ = id;
+        None
     }
 }
 
@@ -50,5 +56,9 @@ impl Scheduler for Engine {
 
     fn handle_uplink(&mut self, now: Millis, bytes_per_s: u64, queued_bytes: u64) {
         Engine::handle_uplink(self, now, bytes_per_s, queued_bytes);
+    }
+
+    fn fetch_reason(&self, id: SegmentId) -> Option<CdnReason> {
+        Engine::fetch_reason(self, id)
     }
 }

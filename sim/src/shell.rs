@@ -1,7 +1,7 @@
 //! The IO shell of every viewer: carries out what its scheduler asks for on the virtual CDN,
 //! network and tracker, and feeds back what happened, as the browser agent would.
 
-use engine::{Input, Output};
+use engine::{CdnReason, Input, Output};
 use protocol::peer::Message;
 use protocol::{PeerId, SegmentId};
 
@@ -17,6 +17,10 @@ impl<S: Scheduler, F: FnMut(PeerId) -> S> Swarm<'_, S, F> {
         match output {
             Output::FetchHttp { id, range_start, .. } => {
                 self.tally.cdn_requests += 1;
+                let seeding = self.viewers[v].sched.as_ref().and_then(|s| s.fetch_reason(id)) == Some(CdnReason::Seed);
+                if seeding {
+                    self.count_seed(id.msn);
+                }
                 self.next_fetch += 1;
                 let fetch = self.next_fetch;
                 let http = &mut self.viewers[v].http;

@@ -90,6 +90,8 @@ pub(crate) struct Swarm<'c, S, F> {
     pub(crate) next_fetch: u64,
     /// Whether segment `first_msn + i` was played by someone.
     played: Vec<bool>,
+    /// How many viewers fetched segment `first_msn + i` from the CDN to seed it.
+    seeds: Vec<u16>,
     first_msn: u64,
     pub(crate) tally: Tally,
     id_prefix: String,
@@ -121,6 +123,7 @@ impl<'c, S: Scheduler, F: FnMut(PeerId) -> S> Swarm<'c, S, F> {
             dialling: PairMap::default(),
             next_fetch: 0,
             played: Vec::new(),
+            seeds: Vec::new(),
             tally: Tally::default(),
             id_prefix: format!("s{:08x}p", config.seed as u32),
             end: start + config.duration_s * 1_000_000,
@@ -170,7 +173,12 @@ impl<'c, S: Scheduler, F: FnMut(PeerId) -> S> Swarm<'c, S, F> {
             ]) {
                 *sum += n;
             }
+            for r in 0..self.tally.cdn_bytes_by_reason.len() {
+                self.tally.cdn_bytes_by_reason[r] += s.cdn_bytes_by_reason[r];
+                self.tally.cdn_fetches_by_reason[r] += s.cdn_fetches_by_reason[r];
+            }
         }
+        self.tally.duplicate_seeds = self.seeds.iter().map(|&n| u64::from(n.saturating_sub(1))).sum();
         self.tally.segments_played = self.played.iter().filter(|&&p| p).count() as u64;
         let (dropped, events) = (self.net.dropped, self.queue.popped());
         self.tally.finish(self.config, scheduler, dropped, events)
@@ -375,6 +383,18 @@ impl<'c, S: Scheduler, F: FnMut(PeerId) -> S> Swarm<'c, S, F> {
             self.report_playback(v);
         }
         self.try_request(v);
+    }
+
+    /// A viewer fetches segment `msn` from the CDN to seed it.
+    pub(crate) fn count_seed(&mut self, msn: u64) {
+        let index = usize::try_from(msn.saturating_sub(self.first_msn)).unwrap_or(usize::MAX);
+        if index >= 1 << 24 {
+            return;
+        }
+        if index >= self.seeds.len() {
+            self.seeds.resize(index + 1, 0);
+        }
+        self.seeds[index] = self.seeds[index].saturating_add(1);
     }
 
     /// Whether viewer `v` is still watching.

@@ -129,3 +129,32 @@ fn only_the_played_rendition_is_seeded() {
 
     assert!(fetches(&out).is_empty(), "rendition 0 is no longer played: {out:?}");
 }
+
+#[test]
+fn cdn_fetches_and_bytes_are_counted_by_reason() {
+    use crate::CdnReason;
+    // Alone before playback: the player's segment is a startup fetch with no peer to ask.
+    let mut e = Engine::new(Config::default(), pid("ann"));
+    e.handle_input(0, playlist(0..5));
+    let out = feed(&mut e, 0, Input::PlayerRequest { id: id(2) });
+    assert_eq!(fetches(&out), vec![(id(2), 0)]);
+    assert_eq!(e.fetch_reason(id(2)), Some(CdnReason::StartupAlone));
+    feed(&mut e, 50, Input::HttpChunk { id: id(2), offset: 0, bytes: body(2, 1_000) });
+    feed(&mut e, 60, Input::HttpDone { id: id(2), total_len: 1_000 });
+    assert_eq!(e.fetch_reason(id(2)), None);
+
+    // A new segment nobody announced: seeded.
+    let out = feed(&mut e, 2_000, playlist(1..6));
+    assert_eq!(fetches(&out), vec![(id(5), 0)]);
+    assert_eq!(e.fetch_reason(id(5)), Some(CdnReason::Seed));
+    feed(&mut e, 2_050, Input::HttpChunk { id: id(5), offset: 0, bytes: body(5, 400) });
+
+    let s = e.stats();
+    let mut fetched = [0; 8];
+    fetched[CdnReason::StartupAlone.index()] = 1;
+    fetched[CdnReason::Seed.index()] = 1;
+    assert_eq!(s.cdn_fetches_by_reason, fetched);
+    assert_eq!(s.cdn_bytes_by_reason[CdnReason::StartupAlone.index()], 1_000);
+    assert_eq!(s.cdn_bytes_by_reason[CdnReason::Seed.index()], 400);
+    assert_eq!(s.cdn_bytes_by_reason.iter().sum::<u64>(), s.http_bytes);
+}
