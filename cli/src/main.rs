@@ -7,8 +7,16 @@
 //! - `swarmcast monitor URL…`: the HLS conformance checker.
 //! - `swarmcast bench tracker|signalling`: load generators (docs/BENCHMARKS.md).
 //! - `swarmcast sim`: the swarm simulator's benchmark table (docs/BENCHMARKS.md, "P2P engine").
+//!
+//! Every command runs on a multi-threaded tokio runtime with one worker per core, or on a
+//! single-threaded one when the environment sets `SWARMCAST_RUNTIME=current_thread`.
 
 mod bench;
+mod bench_echo;
+mod bench_latency;
+mod bench_signalling;
+mod bench_worker;
+mod bench_ws;
 mod demo;
 mod monitor;
 mod origin_cmd;
@@ -41,10 +49,18 @@ enum Command {
     Sim(sim::Args),
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    let mut runtime = match std::env::var("SWARMCAST_RUNTIME").as_deref() {
+        Ok("current_thread") => tokio::runtime::Builder::new_current_thread(),
+        Ok("multi_thread") | Err(_) => tokio::runtime::Builder::new_multi_thread(),
+        Ok(other) => anyhow::bail!("SWARMCAST_RUNTIME is current_thread or multi_thread, not {other:?}"),
+    };
+    runtime.enable_all().build()?.block_on(run(Cli::parse().command))
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
     service::init_tracing();
-    match Cli::parse().command {
+    match command {
         Command::Demo(args) => demo::run(args).await,
         Command::Serve(args) => serve::run(args).await,
         Command::Origin(args) => origin_cmd::run(args).await,

@@ -9,7 +9,6 @@ use protocol::api::{
     ConfigResponse, InitRequest, InitResponse, PeersRequest, PeersResponse, RenewRequest, RenewResponse, TrackRequest,
     UsageReport,
 };
-use protocol::signal::ClientMessage;
 use wasm_bindgen::JsValue;
 
 use crate::driver::{self, Mode, ShellRef};
@@ -299,9 +298,10 @@ pub(crate) fn request_peers(shell: &ShellRef) {
         let Ok(answer) = answer else { return };
         if !answer.intro.is_empty() {
             // Signalling relays offers only to peers the tracker introduced; this frame goes out
-            // on the same socket before any offer the candidates lead to.
-            if let Some(sig) = shell.borrow().signalling.as_ref() {
-                sig.send(&ClientMessage::Introduce { intro: answer.intro });
+            // on the same socket before any offer the candidates lead to (or, while the socket
+            // is not open yet, first thing when it opens).
+            if let Some(sig) = shell.borrow_mut().signalling.as_mut() {
+                sig.introduce(answer.intro);
             }
         }
         let peers: Vec<PeerId> = answer.peers.into_iter().filter(|p| *p != local).take(MAX_CANDIDATES).collect();

@@ -15,6 +15,9 @@ use crate::{peer, wire};
 /// Keep-alive period, in ms.
 const PING_INTERVAL_MS: u32 = 20_000;
 
+/// Most recent tracker introductions kept to send again on every (re)connect.
+const MAX_KEPT_INTROS: usize = 8;
+
 /// The websocket client and its reconnect state.
 pub(crate) struct Signalling {
     url: String,
@@ -26,6 +29,9 @@ pub(crate) struct Signalling {
     handlers: Vec<Closure<dyn FnMut(JsValue)>>,
     ping: Option<Timer>,
     retry: Option<Timer>,
+    /// The newest tracker introductions, oldest first: signalling relays only between peers it
+    /// was introduced to on this connection, so a fresh socket gets them all again.
+    intros: std::collections::VecDeque<String>,
 }
 
 /// Opens the signalling connection to `url` (credentials already in its query).
@@ -40,11 +46,22 @@ pub(crate) fn open(shell: &ShellRef, url: String) {
         handlers: Vec::new(),
         ping: None,
         retry: None,
+        intros: std::collections::VecDeque::new(),
     });
     connect(shell);
 }
 
 impl Signalling {
+    /// Presents a tracker introduction ([`protocol::intro`]) before any offer to the peers it
+    /// names: now if the socket is open, and again after every reconnect.
+    pub(crate) fn introduce(&mut self, intro: String) {
+        if self.intros.len() == MAX_KEPT_INTROS {
+            self.intros.pop_front();
+        }
+        self.send(&ClientMessage::Introduce { intro: intro.clone() });
+        self.intros.push_back(intro);
+    }
+
     /// Sets the URL of later reconnects (a renewed token); the open socket stays.
     pub(crate) fn set_url(&mut self, url: String) {
         self.url = url;
@@ -116,6 +133,9 @@ fn connect(shell: &ShellRef) {
         let Some(sig) = s.signalling.as_mut().filter(|sig| sig.generation == generation) else { return };
         sig.open = true;
         sig.attempt = 0;
+        for intro in &sig.intros {
+            sig.send(&ClientMessage::Introduce { intro: intro.clone() });
+        }
         sig.ping = Timer::every(PING_INTERVAL_MS, move || {
             let Some(shell) = weak.upgrade() else { return };
             if let Some(sig) = shell.borrow().signalling.as_ref() {

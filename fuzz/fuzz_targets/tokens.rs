@@ -1,9 +1,10 @@
-//! Verifies arbitrary text as a session token and as an introduction: it must never panic, and
-//! nothing but a correctly signed token verifies.
+//! Verifies arbitrary text as a session token, as an introduction and as a CDN access token
+//! (and looks for one in it as a query string and a cookie): it must never panic, and nothing but
+//! a correctly signed token verifies.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use protocol::{intro, token};
+use protocol::{access, intro, token};
 
 const SECRET: &[u8] = b"fuzz-secret";
 
@@ -16,5 +17,12 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(introduction) = intro::verify(SECRET, text, 0) {
         assert!(introduction.peers.len() <= intro::MAX_INTRO_PEERS);
         assert_eq!(intro::sign(SECRET, &introduction), text);
+    }
+    if let Ok(grant) = access::verify(SECRET, text, "/live/demo/seg-1.ts", Some("127.0.0.1"), 0) {
+        assert!(text.len() <= access::MAX_ACCESS_TOKEN_LEN);
+        assert_eq!(access::sign(SECRET, &grant), text);
+    }
+    if let Some(found) = access::find(Some(text), Some(text)) {
+        assert!(found.len() <= text.len());
     }
 });

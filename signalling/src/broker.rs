@@ -21,6 +21,9 @@ use crate::links::Kind;
 /// addressing.
 pub(crate) const MAX_ENVELOPE_BYTES: usize = protocol::signal::MAX_MESSAGE_BYTES + 4096;
 
+/// Directory refreshes sent per pipeline, in commands (about 0.1 ms of Redis time each).
+const REFRESH_CHUNK: usize = 256;
+
 const PEER_KEY: &str = "swarmcast:sig:peer:";
 const NODE_CHANNEL: &str = "swarmcast:sig:node:";
 
@@ -144,19 +147,21 @@ impl Broker {
         self.query::<i64>(&cmd).await.map(drop)
     }
 
-    /// Re-registers `peers` on this node for another `peer_ttl_s`, in one pipeline.
+    /// Re-registers `peers` on this node for another `peer_ttl_s`, in pipelines of
+    /// [`REFRESH_CHUNK`] commands one after the other: relays share this multiplexed connection
+    /// and get their replies in order, so one pipeline for 17,000 peers would hold this node's
+    /// cross-node relays back until all 17,000 replies are in (tens of milliseconds).
     pub(crate) async fn refresh(&self, peers: &[PeerId]) -> Result<(), BrokerError> {
-        if peers.is_empty() {
-            return Ok(());
+        for chunk in peers.chunks(REFRESH_CHUNK) {
+            let mut pipe = redis::pipe();
+            for peer in chunk {
+                pipe.cmd("SET").arg(peer_key(peer)).arg(&self.node).arg("EX").arg(self.peer_ttl_s).ignore();
+            }
+            let mut conn = self.conn.clone();
+            tokio::time::timeout(self.timeout, pipe.query_async::<()>(&mut conn))
+                .await
+                .map_err(|_| BrokerError::Timeout)??;
         }
-        let mut pipe = redis::pipe();
-        for peer in peers {
-            pipe.cmd("SET").arg(peer_key(peer)).arg(&self.node).arg("EX").arg(self.peer_ttl_s).ignore();
-        }
-        let mut conn = self.conn.clone();
-        tokio::time::timeout(self.timeout, pipe.query_async::<()>(&mut conn))
-            .await
-            .map_err(|_| BrokerError::Timeout)??;
         Ok(())
     }
 

@@ -25,8 +25,9 @@ pub struct Config {
     pub max_connections_per_ip: usize,
     /// Whether an offer needs the tracker's introduction of its recipient to its sender (a
     /// `introduce` frame carrying [`protocol::api::PeersResponse::intro`]), and candidates and
-    /// `bye` an offer or answer between the two. Off, only the answer rule holds (an answer needs
-    /// an outstanding offer from its recipient). Turn it on once every agent sends `introduce`.
+    /// `bye` an offer or answer between the two (default on: the browser agent sends the
+    /// introductions it gets from the tracker). Off, only the answer rule holds (an answer needs
+    /// an outstanding offer from its recipient), for clients that do not talk to the tracker.
     pub require_introduction: bool,
     /// How long an offer waits for its answer, and how long an answered pair may keep trickling
     /// candidates after its last message, in seconds (aquatic_ws `max_offer_age`: 120).
@@ -66,7 +67,7 @@ impl Default for Config {
             max_connections: 100_000,
             send_timeout_s: 10,
             max_connections_per_ip: 100,
-            require_introduction: false,
+            require_introduction: true,
             offer_ttl_s: 120,
             max_links: 256,
             ws_read_buffer_bytes: 4096,

@@ -36,6 +36,11 @@ impl LocalRedis {
     pub fn url(&self) -> &str {
         &self.url
     }
+
+    /// Process id of the `redis-server` child (for its memory in benchmarks).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }
 
 impl Drop for LocalRedis {
@@ -44,4 +49,17 @@ impl Drop for LocalRedis {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Decodes `payload` as a node decodes what arrives on its broker channel, and checks that an
+/// envelope that decodes encodes and decodes back to itself; returns whether it decoded. For the
+/// fuzz target of the broker decoder.
+///
+/// # Panics
+/// When a decoded envelope does not survive encoding (a bug in the envelope's encoding).
+pub fn check_broker_payload(payload: &[u8]) -> bool {
+    let Some(envelope) = crate::broker::Envelope::decode(payload) else { return false };
+    let again = envelope.encode();
+    assert_eq!(crate::broker::Envelope::decode(&again).as_ref(), Some(&envelope), "an envelope must survive encoding");
+    true
 }

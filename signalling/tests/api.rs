@@ -87,6 +87,7 @@ fn error(reason: &str) -> Seen {
 async fn signals_relay_both_ways_between_two_peers() {
     let server = start(config()).await;
     let (mut a, mut b) = (server.connect("a", "live").await, server.connect("b", "live").await);
+    send(&mut a, &ClientMessage::Introduce { intro: intro_for("a", &["b"], "live") }).await;
     send(&mut a, &relay("b", Signal::Offer { sdp: "v=0 offer".into() })).await;
     let offer = ServerMessage::Relay { from: id("a"), signal: Signal::Offer { sdp: "v=0 offer".into() } };
     assert_eq!(next(&mut b).await, Seen::Message(offer));
@@ -177,8 +178,10 @@ async fn a_second_connection_replaces_the_first() {
     let mut second = server.connect("a", "live").await;
     assert_eq!(next(&mut first).await, Seen::Closed(Some(CLOSE_REPLACED)));
     let mut b = server.connect("b", "live").await;
-    send(&mut b, &relay("a", Signal::Bye)).await;
-    assert_eq!(next(&mut second).await, Seen::Message(ServerMessage::Relay { from: id("b"), signal: Signal::Bye }));
+    send(&mut b, &ClientMessage::Introduce { intro: intro_for("b", &["a"], "live") }).await;
+    let offer = Signal::Offer { sdp: "v=0".into() };
+    send(&mut b, &relay("a", offer.clone())).await;
+    assert_eq!(next(&mut second).await, Seen::Message(ServerMessage::Relay { from: id("b"), signal: offer }));
 }
 
 #[tokio::test]
@@ -230,8 +233,9 @@ async fn nothing_pending(ws: &mut Ws) {
 }
 
 #[tokio::test]
-async fn offers_need_the_trackers_introduction_when_required() {
-    let server = start(Config { require_introduction: true, ..config() }).await;
+async fn offers_need_the_trackers_introduction_by_default() {
+    assert!(config().require_introduction);
+    let server = start(config()).await;
     let (mut a, mut b) = (server.connect("a", "live").await, server.connect("b", "live").await);
     let offer = Signal::Offer { sdp: "v=0".into() };
     // No introduction: neither the offer nor a candidate gets through.
@@ -263,6 +267,15 @@ async fn offers_need_the_trackers_introduction_when_required() {
 }
 
 #[tokio::test]
+async fn offers_pass_without_introductions_when_not_required() {
+    let server = start(Config { require_introduction: false, ..config() }).await;
+    let (mut a, mut b) = (server.connect("a", "live").await, server.connect("b", "live").await);
+    let offer = Signal::Offer { sdp: "v=0".into() };
+    send(&mut a, &relay("b", offer.clone())).await;
+    assert_eq!(next(&mut b).await, Seen::Message(ServerMessage::Relay { from: id("a"), signal: offer }));
+}
+
+#[tokio::test]
 async fn an_answer_without_a_matching_offer_is_dropped() {
     let server = start(config()).await;
     let (mut a, mut b) = (server.connect("a", "live").await, server.connect("b", "live").await);
@@ -271,6 +284,7 @@ async fn an_answer_without_a_matching_offer_is_dropped() {
     assert_eq!(next(&mut b).await, undeliverable("a", "no_offer"));
     nothing_pending(&mut a).await;
     // After a's offer, b's answer passes once.
+    send(&mut a, &ClientMessage::Introduce { intro: intro_for("a", &["b"], "live") }).await;
     send(&mut a, &relay("b", Signal::Offer { sdp: "v=0".into() })).await;
     assert!(matches!(next(&mut b).await, Seen::Message(ServerMessage::Relay { .. })));
     send(&mut b, &relay("a", answer.clone())).await;

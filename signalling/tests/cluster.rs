@@ -60,6 +60,20 @@ async fn send(ws: &mut Ws, to: &str, signal: Signal) {
     ws.send(Message::text(text)).await.unwrap();
 }
 
+/// Hands `ws` (peer `from`) the tracker's introduction of `peers`, as the agent does before it
+/// offers (signalling requires it by default).
+async fn introduce(ws: &mut Ws, from: &str, peers: &[&str]) {
+    let intro = protocol::intro::Introduction {
+        customer: "acme".into(),
+        content: "live".into(),
+        from: id(from),
+        peers: peers.iter().map(|p| id(p)).collect(),
+        expires_at_s: service::unix_now_s() + 600,
+    };
+    let text = ClientMessage::Introduce { intro: protocol::intro::sign(SECRET.as_bytes(), &intro) };
+    ws.send(Message::text(serde_json::to_string(&text).unwrap())).await.unwrap();
+}
+
 /// The next server message, or the close code (`Err`).
 async fn next(ws: &mut Ws) -> Result<ServerMessage, Option<u16>> {
     loop {
@@ -101,6 +115,7 @@ async fn signals_cross_nodes_and_refusals_come_back() {
     let mut b = connect(&n2, "b", "live").await;
     let mut c = connect(&n2, "c", "other").await;
 
+    introduce(&mut a, "a", &["b", "c", "nobody", "ghost"]).await;
     send(&mut a, "b", offer()).await;
     assert_eq!(next(&mut b).await, Ok(from("a", offer())));
     send(&mut b, "a", answer()).await;
@@ -118,16 +133,16 @@ async fn signals_cross_nodes_and_refusals_come_back() {
     send(&mut b, "a", answer()).await;
     assert_eq!(next(&mut b).await, Ok(undeliverable("a", "no_offer")));
     // Another content's peer on the far node: refused there, reported back through the broker.
-    send(&mut a, "c", Signal::Bye).await;
+    send(&mut a, "c", offer()).await;
     assert_eq!(next(&mut a).await, Ok(undeliverable("c", "unknown_peer")));
     // Nobody holds this peerId.
-    send(&mut a, "nobody", Signal::Bye).await;
+    send(&mut a, "nobody", offer()).await;
     assert_eq!(next(&mut a).await, Ok(undeliverable("nobody", "unknown_peer")));
     // The directory names a node that is gone: nobody receives the publish.
     let client = redis::Client::open(redis.url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     redis::cmd("SET").arg("swarmcast:sig:peer:ghost").arg("dead").query_async::<()>(&mut conn).await.unwrap();
-    send(&mut a, "ghost", Signal::Bye).await;
+    send(&mut a, "ghost", offer()).await;
     assert_eq!(next(&mut a).await, Ok(undeliverable("ghost", "unknown_peer")));
     // Nothing strayed to "c".
     c.send(Message::text(r#"{"type":"ping"}"#)).await.unwrap();
@@ -151,6 +166,7 @@ async fn connecting_to_another_node_replaces_the_old_connection() {
     assert_eq!(next(&mut old).await, Err(Some(CLOSE_REPLACED)));
     // The peer is reachable on its new node, also from its old node.
     let mut b = connect(&n1, "b", "live").await;
+    introduce(&mut b, "b", &["a"]).await;
     send(&mut b, "a", offer()).await;
     assert_eq!(next(&mut new).await, Ok(from("b", offer())));
 }
@@ -220,6 +236,8 @@ async fn clients_of_a_stopped_node_reconnect_to_the_other_and_keep_signalling() 
     let (a_urls, b_urls) = (urls("a"), urls("b"));
     let mut a = Agent::connect(a_urls).await;
     let mut b = Agent::connect(b_urls.into_iter().rev().collect()).await;
+    introduce(&mut a.ws, "a", &["b"]).await;
+    introduce(&mut b.ws, "b", &["a"]).await;
     a.send("b", offer()).await;
     assert_eq!(b.next().await, from("a", offer()));
     b.send("a", answer()).await;

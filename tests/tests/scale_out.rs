@@ -57,14 +57,23 @@ async fn join(distributor: &LoopbackServer, node: &LoopbackServer, content: &str
     Viewer { tracker: config.tracker_url, session, ws }
 }
 
-async fn peers(viewer: &Viewer) -> Vec<PeerId> {
+async fn peers(viewer: &Viewer) -> PeersResponse {
     let req = PeersRequest {
         peer_id: viewer.session.peer_id.clone(),
         token: viewer.session.token.clone(),
         rendition: 1,
         max: 10,
     };
-    post::<PeersResponse>(format!("{}/v1/peers", viewer.tracker), &req).await.unwrap().peers
+    post::<PeersResponse>(format!("{}/v1/peers", viewer.tracker), &req).await.unwrap()
+}
+
+/// Asks the tracker for candidates and hands its introduction to signalling, as the agent does
+/// before offering; returns the candidates.
+async fn introduce(viewer: &mut Viewer) -> Vec<PeerId> {
+    let PeersResponse { peers, intro } = peers(viewer).await;
+    let message = ClientMessage::Introduce { intro };
+    viewer.ws.send(Message::text(serde_json::to_string(&message).unwrap())).await.unwrap();
+    peers
 }
 
 async fn next(ws: &mut Ws) -> Option<ServerMessage> {
@@ -127,7 +136,7 @@ async fn viewers_on_two_nodes_and_two_shards_connect_and_survive_a_node_loss() {
     let mut a = join(&distributor, &nodes[0], "live").await;
     let mut b = join(&distributor, &nodes[1], "live").await;
     assert_eq!(a.tracker, b.tracker);
-    assert_eq!(peers(&a).await, vec![b.session.peer_id.clone()]);
+    assert_eq!(introduce(&mut a).await, vec![b.session.peer_id.clone()]);
     let other = shards.iter().map(LoopbackServer::url).find(|u| *u != a.tracker).unwrap();
     let unknown =
         PeersRequest { peer_id: a.session.peer_id.clone(), token: a.session.token.clone(), rendition: 1, max: 10 };
@@ -148,6 +157,7 @@ async fn viewers_on_two_nodes_and_two_shards_connect_and_survive_a_node_loss() {
     let jitter = u64::from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_millis());
     tokio::time::sleep(Duration::from_millis(250 + jitter / 2)).await;
     a.ws = tokio_tungstenite::connect_async(ws_url(&nodes[0], &a.session)).await.unwrap().0;
+    assert_eq!(introduce(&mut b).await, vec![a.session.peer_id.clone()]);
     relay(&mut b, &mut a, Signal::Offer { sdp: "v=0 restart".into() }).await;
     relay(&mut a, &mut b, Signal::Answer { sdp: "v=0 again".into() }).await;
 }

@@ -41,8 +41,8 @@ async fn a_session_runs_through_all_four_servers() {
     // Both play rendition 1: one swarm, each the other's only candidate.
     assert_eq!(stack.track(&a, 1).await, StatusCode::NO_CONTENT);
     assert_eq!(stack.track(&b, 1).await, StatusCode::NO_CONTENT);
-    assert_eq!(stack.peers(&a, 1).await, vec![b.peer_id()]);
-    assert_eq!(stack.peers(&b, 1).await, vec![a.peer_id()]);
+    assert_eq!(stack.peers(&mut a, 1).await, vec![b.peer_id()]);
+    assert_eq!(stack.peers(&mut b, 1).await, vec![a.peer_id()]);
 
     // WebRTC setup through signalling: offer, answer, and trickled candidates both ways.
     relay(&mut a, &mut b, Signal::Offer { sdp: "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\n".into() }).await;
@@ -92,8 +92,8 @@ async fn a_token_for_one_content_cannot_reach_another() {
     // A track or peers call has no content field: the token alone decides the swarm, so "a" on
     // rendition 0 of "live" and "c" on rendition 0 of "other" never see each other.
     assert_eq!(stack.track(&a, 0).await, StatusCode::NO_CONTENT);
-    assert_eq!(stack.peers(&c, 0).await, Vec::<PeerId>::new());
-    assert_eq!(stack.peers(&a, 0).await, Vec::<PeerId>::new());
+    assert_eq!(stack.peers(&mut c, 0).await, Vec::<PeerId>::new());
+    assert_eq!(stack.peers(&mut a, 0).await, Vec::<PeerId>::new());
     // Nor can "a" borrow "c"'s peerId with its own token.
     let as_c = TrackRequest { peer_id: c.peer_id(), token: a.session.token.clone(), rendition: 0 };
     let res = stack.post(&format!("{}/v1/track", a.config.tracker_url), &as_c).await;
@@ -210,11 +210,17 @@ impl Stack {
         self.post(&format!("{}/v1/track", agent.config.tracker_url), &req).await.status()
     }
 
-    async fn peers(&self, agent: &Agent, rendition: u32) -> Vec<PeerId> {
+    /// `POST /v1/peers`; like the agent, hands the tracker's introduction to signalling, which
+    /// needs it before it relays the agent's offers to those peers.
+    async fn peers(&self, agent: &mut Agent, rendition: u32) -> Vec<PeerId> {
         let req = PeersRequest { peer_id: agent.peer_id(), token: agent.session.token.clone(), rendition, max: 10 };
         let res = self.post(&format!("{}/v1/peers", agent.config.tracker_url), &req).await;
         assert_eq!(res.status(), StatusCode::OK);
-        res.json::<PeersResponse>().await.unwrap().peers
+        let PeersResponse { peers, intro } = res.json().await.unwrap();
+        if !peers.is_empty() {
+            send(agent, &ClientMessage::Introduce { intro }).await;
+        }
+        peers
     }
 
     /// `POST /v1/usage` at analytics: the agent's first report, with these byte counts.

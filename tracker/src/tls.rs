@@ -73,7 +73,8 @@ impl TlsListener {
                 }
                 let (acceptor, tx) = (acceptor.clone(), tx.clone());
                 tokio::spawn(async move {
-                    let handshake = tokio::time::timeout(Duration::from_secs(HANDSHAKE_TIMEOUT_S), acceptor.accept(tcp));
+                    let handshake =
+                        tokio::time::timeout(Duration::from_secs(HANDSHAKE_TIMEOUT_S), acceptor.accept(tcp));
                     if let Ok(Ok(tls)) = handshake.await {
                         let _ = tx.send((tls, peer)).await;
                     }

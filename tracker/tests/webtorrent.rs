@@ -46,7 +46,10 @@ fn announce(n: u8, offers: usize) -> Value {
 /// Runs the offer/answer exchange of two clients on `a` and `b`.
 async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(a: &mut WebSocketStream<S>, b: &mut WebSocketStream<S>) {
     send(a, announce(0, 0)).await;
-    assert_eq!(next(a).await, json!({"action": "announce", "info_hash": HASH, "complete": 0, "incomplete": 1, "interval": 120}));
+    assert_eq!(
+        next(a).await,
+        json!({"action": "announce", "info_hash": HASH, "complete": 0, "incomplete": 1, "interval": 120})
+    );
     send(b, announce(1, 2)).await;
     let offer = next(a).await;
     assert_eq!(offer["peer_id"], json!(peer(1)));
@@ -124,7 +127,8 @@ async fn the_endpoint_speaks_tls_with_a_self_signed_certificate() {
     for _ in 0..2 {
         let tcp = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
         let tls = connector.connect("localhost".try_into().unwrap(), tcp).await.unwrap();
-        let (ws, _) = tokio_tungstenite::client_async(format!("wss://localhost:{}/", server.addr().port()), tls).await.unwrap();
+        let (ws, _) =
+            tokio_tungstenite::client_async(format!("wss://localhost:{}/", server.addr().port()), tls).await.unwrap();
         clients.push(ws);
     }
     let (mut a, mut b) = (clients.remove(0), clients.remove(0));

@@ -37,7 +37,8 @@ pub(crate) async fn peers(
         upload_allowed: report.upload_allowed,
     };
     let history = History { connected: &report.connected, failed: &report.failed };
-    let swarm = SwarmId { customer: claims.customer.clone(), content: claims.content.clone(), rendition: req.rendition };
+    let swarm =
+        SwarmId { customer: claims.customer.clone(), content: claims.content.clone(), rendition: req.rendition };
     let now = Instant::now();
     let peers = state
         .with_registry(|registry| {

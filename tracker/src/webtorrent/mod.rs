@@ -73,7 +73,11 @@ impl Hub {
         metrics.register("tracker_webtorrent_announces", "WebTorrent announces handled", hub.announces.clone());
         metrics.register("tracker_webtorrent_offers", "Offers relayed to peers", hub.offers.clone());
         metrics.register("tracker_webtorrent_answers", "Answers relayed to offerers", hub.answers.clone());
-        metrics.register("tracker_webtorrent_rejected", "Refused frames and dropped messages, by reason", hub.rejected.clone());
+        metrics.register(
+            "tracker_webtorrent_rejected",
+            "Refused frames and dropped messages, by reason",
+            hub.rejected.clone(),
+        );
         hub
     }
 

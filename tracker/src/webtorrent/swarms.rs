@@ -119,13 +119,7 @@ impl Swarms {
 
     /// Handles an announce from connection `conn`; pushes every message to send, with its
     /// recipient connection, to `out` (the announce response goes to `conn`).
-    pub(crate) fn announce(
-        &mut self,
-        now_s: u32,
-        conn: ConnId,
-        a: &Announce<'_>,
-        out: &mut impl Outbox,
-    ) -> Outcome {
+    pub(crate) fn announce(&mut self, now_s: u32, conn: ConnId, a: &Announce<'_>, out: &mut impl Outbox) -> Outcome {
         let limits = self.limits;
         let mut outcome = Outcome::default();
         let torrent = self.torrents.entry(a.info_hash).or_default();
@@ -217,7 +211,8 @@ impl Swarms {
                     }
                 }
                 None => {
-                    let error = ErrorOut { failure_reason: NO_OFFER, action: Some("announce"), info_hash: Some(a.info_hash) };
+                    let error =
+                        ErrorOut { failure_reason: NO_OFFER, action: Some("announce"), info_hash: Some(a.info_hash) };
                     out.push(conn, to_json(&error));
                     outcome.answer_refused = true;
                 }
@@ -246,7 +241,11 @@ impl Swarms {
     /// scrape, which is refused.
     pub(crate) fn scrape(&self, hashes: &[Id20]) -> String {
         if hashes.is_empty() {
-            return to_json(&ErrorOut { failure_reason: "Full scrapes are not allowed", action: Some("scrape"), info_hash: None });
+            return to_json(&ErrorOut {
+                failure_reason: "Full scrapes are not allowed",
+                action: Some("scrape"),
+                info_hash: None,
+            });
         }
         let files: Vec<(Id20, ScrapeFile)> = hashes
             .iter()

@@ -6,7 +6,8 @@ use protocol::webtorrent::{AnswerIn, OfferIn, Sdp};
 
 use super::*;
 
-const LIMITS: Limits = Limits { max_offers: 10, offer_ttl_s: 120, peer_ttl_s: 180, interval_s: 120, max_pending_offers: 4 };
+const LIMITS: Limits =
+    Limits { max_offers: 10, offer_ttl_s: 120, peer_ttl_s: 180, interval_s: 120, max_pending_offers: 4 };
 
 fn id(n: u8) -> Id20 {
     Id20([n; 20])
