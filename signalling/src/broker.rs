@@ -1,9 +1,15 @@
 //! The Redis side of a signalling cluster: the peer directory and the per-node channels.
 //!
-//! - Directory: `swarmcast:sig:peer:<peerId>` → node id, `SET … EX peer_ttl_s`, written when a
-//!   peer connects, refreshed for every local peer each `peer_ttl_s / 3`, deleted (only if it
-//!   still names this node) when the peer leaves.
-//! - Channels: `swarmcast:sig:node:<node>`, one per node, carrying [`Envelope`]s as JSON.
+//! - Directory: `swarmcast:sig:v2:peer:<peerId>`, a hash `{node, epoch}` with `EX peer_ttl_s`,
+//!   written when a peer connects ([`Broker::claim`]), refreshed for every local peer each
+//!   `peer_ttl_s / 3` while it still holds this connection's epoch, deleted when the peer leaves
+//!   while it still holds its epoch. Epochs come from `swarmcast:sig:v2:epoch`: Redis's clock in
+//!   microseconds, raised past the last one given, so they only grow, even after Redis restarts
+//!   empty, and the connection with the highest epoch of a peerId is the newest.
+//! - Channels: `swarmcast:sig:v2:node:<node>`, one per node, carrying [`Envelope`]s as JSON.
+//!
+//! `v2` is the version of this layout and of [`Envelope`]: nodes of another version use other
+//! keys and channels, so they never misread each other (they form separate clusters).
 //!
 //! A relay to a peer on another node is one round trip: a Lua script looks the recipient's node up
 //! and publishes to its channel, returning the number of subscribers that got it (0 when the node
@@ -16,25 +22,59 @@ use redis::aio::{ConnectionManager, PubSub};
 use serde::{Deserialize, Serialize};
 
 use crate::links::Kind;
+use crate::relay::Epoch;
 
 /// Largest envelope a node accepts from the broker, in bytes: one largest signal plus its
 /// addressing.
 pub(crate) const MAX_ENVELOPE_BYTES: usize = protocol::signal::MAX_MESSAGE_BYTES + 4096;
 
-/// Directory refreshes sent per pipeline, in commands (about 0.1 ms of Redis time each).
-const REFRESH_CHUNK: usize = 256;
+/// Directory entries refreshed or removed per script call, in peers (about 0.1 ms of Redis time
+/// per 100), so that relays sharing the connection are not held back behind one long call.
+pub(crate) const DIRECTORY_CHUNK: usize = 256;
 
-const PEER_KEY: &str = "swarmcast:sig:peer:";
-const NODE_CHANNEL: &str = "swarmcast:sig:node:";
+const PEER_KEY: &str = "swarmcast:sig:v2:peer:";
+const NODE_CHANNEL: &str = "swarmcast:sig:v2:node:";
+const EPOCH_KEY: &str = "swarmcast:sig:v2:epoch";
+
+/// Gives KEYS[1] (a peer) to node ARGV[1] for ARGV[2] seconds under a new epoch from KEYS[2];
+/// returns {epoch, previous node or nil}. With ARGV[3] = "1" only when no other node holds the
+/// peer: else returns {0, holder} and changes nothing.
+const CLAIM_SCRIPT: &str = "local old = redis.call('HGET', KEYS[1], 'node') \
+     if ARGV[3] == '1' and old and old ~= ARGV[1] then return {0, old} end \
+     local t = redis.call('TIME') \
+     local e = tonumber(t[1]) * 1000000 + tonumber(t[2]) \
+     local last = tonumber(redis.call('GET', KEYS[2]) or '0') \
+     if e <= last then e = last + 1 end \
+     local es = string.format('%d', e) \
+     redis.call('SET', KEYS[2], es) \
+     redis.call('HSET', KEYS[1], 'node', ARGV[1], 'epoch', es) \
+     redis.call('EXPIRE', KEYS[1], ARGV[2]) \
+     return {e, old}";
 
 /// Looks up KEYS[1]'s node and publishes ARGV[1] on its channel (prefix ARGV[2]).
-const ROUTE_SCRIPT: &str = "local n = redis.call('GET', KEYS[1]) \
+const ROUTE_SCRIPT: &str = "local n = redis.call('HGET', KEYS[1], 'node') \
      if not n then return -1 end \
      return redis.call('PUBLISH', ARGV[2] .. n, ARGV[1])";
 
-/// Deletes KEYS[1] only while it still names node ARGV[1].
-const RELEASE_SCRIPT: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
-     return redis.call('DEL', KEYS[1]) end return 0";
+/// For each peer KEYS[i] held here with epoch ARGV[i + 2]: extends it by ARGV[2] seconds for node
+/// ARGV[1] (writing it again when missing), unless a newer epoch holds it; returns the indexes
+/// (from 1) of those that a newer epoch holds.
+const REFRESH_SCRIPT: &str = "local stale = {} \
+     for i, key in ipairs(KEYS) do \
+       local mine = ARGV[i + 2] \
+       local cur = redis.call('HGET', key, 'epoch') \
+       if cur and tonumber(cur) > tonumber(mine) then stale[#stale + 1] = i else \
+         if cur ~= mine then redis.call('HSET', key, 'node', ARGV[1], 'epoch', mine) end \
+         redis.call('EXPIRE', key, ARGV[2]) end \
+     end \
+     return stale";
+
+/// Deletes each peer KEYS[i] only while it still holds epoch ARGV[i]; returns how many it deleted.
+const RELEASE_SCRIPT: &str = "local n = 0 \
+     for i, key in ipairs(KEYS) do \
+       if redis.call('HGET', key, 'epoch') == ARGV[i] then n = n + redis.call('DEL', key) end \
+     end \
+     return n";
 
 /// What nodes tell each other.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,8 +85,9 @@ pub(crate) enum Envelope {
     Relay { node: String, from: PeerId, to: PeerId, customer: String, content: String, kind: Kind, text: String },
     /// Tell the local peer `to` that its signal to `about` was not delivered, and why.
     Undeliverable { to: PeerId, about: PeerId, reason: String },
-    /// `peer` connected to another node: close its connection here (replaced).
-    Evict { peer: PeerId },
+    /// `peer` connected to another node under `epoch`: close its connection here if that one is
+    /// older (replaced).
+    Evict { peer: PeerId, epoch: Epoch },
 }
 
 impl Envelope {
@@ -75,6 +116,15 @@ pub enum BrokerError {
     /// The broker did not answer within the configured timeout.
     #[error("broker did not answer in time")]
     Timeout,
+}
+
+/// A peer's directory entry, as [`Broker::claim`] wrote it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Claim {
+    /// The epoch of this connection; 0 when an `only_if_free` claim found the peer held.
+    pub(crate) epoch: Epoch,
+    /// The node that held the peer before, when it is another node.
+    pub(crate) previous: Option<String>,
 }
 
 /// Where a forwarded relay went.
@@ -132,37 +182,61 @@ impl Broker {
             .map_err(Into::into)
     }
 
-    /// Records `peer` on this node; returns the other node that held it before, if any.
-    pub(crate) async fn claim(&self, peer: &PeerId) -> Result<Option<String>, BrokerError> {
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(peer_key(peer)).arg(&self.node).arg("EX").arg(self.peer_ttl_s).arg("GET");
-        let old: Option<String> = self.query(&cmd).await?;
-        Ok(old.filter(|n| *n != self.node))
-    }
-
-    /// Removes `peer` from the directory if it still names this node.
-    pub(crate) async fn release(&self, peer: &PeerId) -> Result<(), BrokerError> {
+    /// Gives `peer` to this node under a new epoch, higher than every epoch given before, in one
+    /// atomic step that also reads the node that held it. With `only_if_free`, takes it only when
+    /// no other node holds it (else the epoch is 0 and nothing changes).
+    pub(crate) async fn claim(&self, peer: &PeerId, only_if_free: bool) -> Result<Claim, BrokerError> {
         let mut cmd = redis::cmd("EVAL");
-        cmd.arg(RELEASE_SCRIPT).arg(1).arg(peer_key(peer)).arg(&self.node);
-        self.query::<i64>(&cmd).await.map(drop)
+        cmd.arg(CLAIM_SCRIPT)
+            .arg(2)
+            .arg(peer_key(peer))
+            .arg(EPOCH_KEY)
+            .arg(&self.node)
+            .arg(self.peer_ttl_s)
+            .arg(if only_if_free { "1" } else { "0" });
+        let (epoch, previous): (Epoch, Option<String>) = self.query(&cmd).await?;
+        Ok(Claim { epoch, previous: previous.filter(|n| *n != self.node) })
     }
 
-    /// Re-registers `peers` on this node for another `peer_ttl_s`, in pipelines of
-    /// [`REFRESH_CHUNK`] commands one after the other: relays share this multiplexed connection
-    /// and get their replies in order, so one pipeline for 17,000 peers would hold this node's
-    /// cross-node relays back until all 17,000 replies are in (tens of milliseconds).
-    pub(crate) async fn refresh(&self, peers: &[PeerId]) -> Result<(), BrokerError> {
-        for chunk in peers.chunks(REFRESH_CHUNK) {
-            let mut pipe = redis::pipe();
-            for peer in chunk {
-                pipe.cmd("SET").arg(peer_key(peer)).arg(&self.node).arg("EX").arg(self.peer_ttl_s).ignore();
+    /// Removes each `(peer, epoch)` from the directory while it still holds that epoch, one script
+    /// call per [`DIRECTORY_CHUNK`] peers.
+    pub(crate) async fn release(&self, peers: &[(PeerId, Epoch)]) -> Result<(), BrokerError> {
+        for chunk in peers.chunks(DIRECTORY_CHUNK) {
+            let mut cmd = redis::cmd("EVAL");
+            cmd.arg(RELEASE_SCRIPT).arg(chunk.len());
+            for (peer, _) in chunk {
+                cmd.arg(peer_key(peer));
             }
-            let mut conn = self.conn.clone();
-            tokio::time::timeout(self.timeout, pipe.query_async::<()>(&mut conn))
-                .await
-                .map_err(|_| BrokerError::Timeout)??;
+            for (_, epoch) in chunk {
+                cmd.arg(*epoch);
+            }
+            self.query::<i64>(&cmd).await?;
         }
         Ok(())
+    }
+
+    /// Extends the entries of local `peers` (with their epochs) for another `peer_ttl_s`, one
+    /// script call per [`DIRECTORY_CHUNK`] peers one after the other: relays share this
+    /// multiplexed connection and get their replies in order, so one call for 17,000 peers would
+    /// hold this node's cross-node relays back until it is done (tens of milliseconds). Returns
+    /// the peers that a newer connection holds (an eviction this node missed): their connections
+    /// here are stale.
+    pub(crate) async fn refresh(&self, peers: &[(PeerId, Epoch)]) -> Result<Vec<(PeerId, Epoch)>, BrokerError> {
+        let mut stale = Vec::new();
+        for chunk in peers.chunks(DIRECTORY_CHUNK) {
+            let mut cmd = redis::cmd("EVAL");
+            cmd.arg(REFRESH_SCRIPT).arg(chunk.len());
+            for (peer, _) in chunk {
+                cmd.arg(peer_key(peer));
+            }
+            cmd.arg(&self.node).arg(self.peer_ttl_s);
+            for (_, epoch) in chunk {
+                cmd.arg(*epoch);
+            }
+            let indexes: Vec<usize> = self.query(&cmd).await?;
+            stale.extend(indexes.into_iter().filter_map(|i| chunk.get(i.checked_sub(1)?).cloned()));
+        }
+        Ok(stale)
     }
 
     /// Publishes `envelope` to the node that holds `to`.
@@ -216,6 +290,10 @@ mod tests {
             text: r#"{"type":"relay"}"#.into(),
         };
         assert_eq!(Envelope::decode(&relay.encode()), Some(relay));
+        let evict = Envelope::Evict { peer: "a".parse().unwrap(), epoch: 1_763_700_000_000_001 };
+        assert_eq!(Envelope::decode(&evict.encode()), Some(evict));
+        // An eviction without its epoch (an older layout) is not acted on.
+        assert_eq!(Envelope::decode(br#"{"t":"evict","peer":"a"}"#), None);
         assert_eq!(Envelope::decode(b"{nope"), None);
         assert_eq!(Envelope::decode(&vec![b' '; MAX_ENVELOPE_BYTES + 1]), None);
     }

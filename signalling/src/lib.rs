@@ -37,17 +37,15 @@ mod relay;
 pub mod testing;
 mod ws;
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use protocol::PeerId;
 use service::Metrics;
 use tokio::net::TcpListener;
 
@@ -67,11 +65,6 @@ pub struct AppState {
     inner: Arc<Inner>,
 }
 
-/// How long an eviction that found no local connection is remembered.
-const EARLY_EVICTION_MEMORY: Duration = Duration::from_secs(60);
-/// Most such evictions remembered at once (each is a peerId and an instant).
-const MAX_EARLY_EVICTIONS: usize = 100_000;
-
 struct Inner {
     config: Config,
     policy: Policy,
@@ -81,12 +74,11 @@ struct Inner {
     relayed: Counter,
     forwarded: Counter,
     broker: Option<Broker>,
+    /// Departed peers whose directory entries are to be removed (with a broker).
+    releases: Option<cluster::Releases>,
     rejected: Family<[(&'static str, &'static str); 1], Counter>,
     /// Turns true when the server shuts down, so open websockets close with "going away".
     stopping: tokio::sync::watch::Sender<bool>,
-    /// Evictions that arrived from the broker before the evicted connection had registered here
-    /// (its upgrade was still in flight): peerId → when the eviction arrived.
-    early_evictions: Mutex<HashMap<PeerId, Instant>>,
 }
 
 impl AppState {
@@ -99,8 +91,13 @@ impl AppState {
         Self::build(config, metrics, None)
     }
 
-    /// [`AppState::new`] for a cluster node reaching other nodes through `broker`.
-    fn build(config: Config, metrics: &Metrics, broker: Option<Broker>) -> Result<Self, ConfigError> {
+    /// [`AppState::new`] for a cluster node reaching other nodes through `broker`, queueing the
+    /// directory entries of departed peers on `releases`.
+    fn build(
+        config: Config,
+        metrics: &Metrics,
+        cluster: Option<(Broker, cluster::Releases)>,
+    ) -> Result<Self, ConfigError> {
         config.validate()?;
         let policy = Policy {
             require_intro: config.require_introduction,
@@ -115,10 +112,10 @@ impl AppState {
             connections: Gauge::default(),
             relayed: Counter::default(),
             forwarded: Counter::default(),
-            broker,
             rejected: Family::default(),
             stopping: tokio::sync::watch::Sender::new(false),
-            early_evictions: Mutex::new(HashMap::new()),
+            broker: cluster.as_ref().map(|(broker, _)| broker.clone()),
+            releases: cluster.map(|(_, releases)| releases),
         };
         metrics.register("signalling_connections", "Open websocket connections", inner.connections.clone());
         metrics.register("signalling_relayed", "Signals delivered to their recipient's queue", inner.relayed.clone());
@@ -129,29 +126,6 @@ impl AppState {
         );
         metrics.register("signalling_rejected", "Refused upgrades and frames, by reason", inner.rejected.clone());
         Ok(Self { inner: Arc::new(inner) })
-    }
-
-    /// Remembers an eviction of `peer` that found no local connection yet.
-    fn note_early_eviction(&self, peer: PeerId, now: Instant) {
-        let mut early = self.inner.early_evictions.lock().unwrap_or_else(|e| e.into_inner());
-        // An upgrade that has not registered within a minute never will: forget older notes.
-        early.retain(|_, at| now.duration_since(*at) < EARLY_EVICTION_MEMORY);
-        if early.len() < MAX_EARLY_EVICTIONS {
-            early.insert(peer, now);
-        }
-    }
-
-    /// Whether `peer`'s connection that claimed the directory at `claimed_at` was evicted before
-    /// it registered (a later connection on another node took the peerId over).
-    fn take_early_eviction(&self, peer: &PeerId, claimed_at: Instant) -> bool {
-        let mut early = self.inner.early_evictions.lock().unwrap_or_else(|e| e.into_inner());
-        match early.get(peer) {
-            Some(at) if *at >= claimed_at => {
-                early.remove(peer);
-                true
-            }
-            _ => false,
-        }
     }
 
     fn registry(&self) -> MutexGuard<'_, Registry<ConnHandle>> {
@@ -197,8 +171,10 @@ pub async fn run(
         tracing::info!(node = broker.node(), "joined the signalling cluster");
         Some((broker, pubsub))
     };
-    let broker = cluster.as_ref().map(|(broker, _)| broker.clone());
-    let state = AppState::build(config, &metrics, broker)
+    let (releases, release_queue) = tokio::sync::mpsc::channel(cluster::RELEASE_QUEUE);
+    let releasing =
+        cluster.as_ref().map(|(broker, _)| tokio::spawn(cluster::drain_releases(broker.clone(), release_queue)));
+    let state = AppState::build(config, &metrics, cluster.as_ref().map(|(broker, _)| (broker.clone(), releases)))
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     let tasks = match cluster {
         Some((broker, pubsub)) => cluster::start(&state, broker, pubsub),
@@ -212,6 +188,11 @@ pub async fn run(
     let served = service::serve(listener, router(state), metrics, shutdown).await;
     for task in tasks {
         task.abort();
+    }
+    // The departures of the connections closed by the shutdown: their queue ends when the last
+    // of them has finished.
+    if let Some(releasing) = releasing {
+        let _ = tokio::time::timeout(Duration::from_secs(service::DRAIN_TIMEOUT_S), releasing).await;
     }
     served
 }

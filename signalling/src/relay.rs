@@ -5,7 +5,7 @@
 //! is within its rate ([`TokenBucket`]).
 
 use std::collections::HashMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use protocol::PeerId;
 use protocol::signal::{ClientMessage, FrameError, ServerMessage};
@@ -22,11 +22,24 @@ pub(crate) struct Scope {
 /// Identifies one connection of a peerId, so a replaced connection cannot unregister its successor.
 pub(crate) type ConnId = u64;
 
+/// A connection's place among all connections of its peerId across a cluster: the epoch the
+/// broker's directory gave it when it claimed the peerId (strictly increasing, see
+/// `broker::Broker::claim`); the connection with the highest epoch is the one that stays.
+pub(crate) type Epoch = u64;
+
+/// How long an eviction that found no local connection is remembered (its connection's upgrade
+/// may still be in flight); an upgrade that has not registered within this never will.
+const EARLY_EVICTION_MEMORY: Duration = Duration::from_secs(60);
+/// Most such evictions remembered at once (each is a peerId, an epoch and an instant).
+const MAX_EARLY_EVICTIONS: usize = 100_000;
+
 /// Connected peers by peerId, each with its scope and a handle `S` to reach its connection.
 #[derive(Debug)]
 pub(crate) struct Registry<S> {
     conns: HashMap<PeerId, Conn<S>>,
     next_id: ConnId,
+    /// Evictions that found no connection here: peerId → (the evicting epoch, when it came).
+    early_evictions: HashMap<PeerId, (Epoch, Instant)>,
 }
 
 #[derive(Debug)]
@@ -35,6 +48,18 @@ struct Conn<S> {
     scope: Scope,
     handle: S,
     links: Links,
+    /// `None` on a single node, or when the broker did not answer the claim.
+    epoch: Option<Epoch>,
+}
+
+/// What [`Registry::register`] did with a new connection.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Registered<S> {
+    /// Registered; the caller closes the connection it replaced, if any, as replaced.
+    Replaced(Option<S>),
+    /// Not registered, because a newer connection of the peerId exists (here, or on another node
+    /// whose eviction came first); the caller closes this one as replaced.
+    Refused(S),
 }
 
 /// Why a relay does not reach its recipient.
@@ -59,16 +84,35 @@ impl Unroutable {
 impl<S> Registry<S> {
     /// An empty registry.
     pub(crate) fn new() -> Self {
-        Self { conns: HashMap::new(), next_id: 0 }
+        Self { conns: HashMap::new(), next_id: 0, early_evictions: HashMap::new() }
     }
 
-    /// Registers a connection of `peer`; returns its id and the handle of the connection it
-    /// replaces (the caller closes that one).
-    pub(crate) fn register(&mut self, peer: PeerId, scope: Scope, handle: S) -> (ConnId, Option<S>) {
+    /// Registers a connection of `peer` with its claim's `epoch`, at `now`; returns its id and
+    /// what to close. The newest connection wins whatever the order of registrations and
+    /// evictions: a connection with an epoch is refused when the registered one or an earlier
+    /// eviction has a higher epoch. Without epochs, the later registration wins.
+    pub(crate) fn register(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        scope: Scope,
+        handle: S,
+        epoch: Option<Epoch>,
+    ) -> (ConnId, Registered<S>) {
         let id = self.next_id;
         self.next_id += 1;
-        let old = self.conns.insert(peer, Conn { id, scope, handle, links: Links::default() });
-        (id, old.map(|c| c.handle))
+        if let Some(mine) = epoch {
+            let evicted = self
+                .early_evictions
+                .remove(&peer)
+                .filter(|(by, at)| *by > mine && now.saturating_duration_since(*at) < EARLY_EVICTION_MEMORY);
+            let newer_here = self.conns.get(&peer).and_then(|c| c.epoch).is_some_and(|theirs| theirs > mine);
+            if evicted.is_some() || newer_here {
+                return (id, Registered::Refused(handle));
+            }
+        }
+        let old = self.conns.insert(peer, Conn { id, scope, handle, links: Links::default(), epoch });
+        (id, Registered::Replaced(old.map(|c| c.handle)))
     }
 
     /// Removes `peer` if its registered connection is still `id`; returns whether it did.
@@ -78,6 +122,45 @@ impl<S> Registry<S> {
             return true;
         }
         false
+    }
+
+    /// A connection of `peer` with `epoch` exists elsewhere: removes the connection here if it is
+    /// older (or has no epoch) and returns its handle to close. When no connection is here, the
+    /// eviction is remembered for a registration still in flight (see [`Registry::register`]).
+    pub(crate) fn evict(&mut self, now: Instant, peer: &PeerId, epoch: Epoch) -> Option<S> {
+        match self.conns.get(peer) {
+            Some(conn) if conn.epoch.is_none_or(|mine| mine < epoch) => self.remove(peer),
+            Some(_) => None,
+            None => {
+                self.early_evictions.retain(|_, (_, at)| now.saturating_duration_since(*at) < EARLY_EVICTION_MEMORY);
+                let known = self.early_evictions.get(peer).map(|(by, _)| *by);
+                if known.is_some() || self.early_evictions.len() < MAX_EARLY_EVICTIONS {
+                    self.early_evictions.insert(peer.clone(), (known.unwrap_or(0).max(epoch), now));
+                }
+                None
+            }
+        }
+    }
+
+    /// The local connections as (peerId, connection id, epoch), for the directory refresh.
+    pub(crate) fn claims(&self) -> Vec<(PeerId, ConnId, Option<Epoch>)> {
+        self.conns.iter().map(|(peer, c)| (peer.clone(), c.id, c.epoch)).collect()
+    }
+
+    /// The epoch of `peer`'s connection `id` while it is registered.
+    pub(crate) fn epoch_of(&self, peer: &PeerId, id: ConnId) -> Option<Epoch> {
+        self.conns.get(peer).filter(|c| c.id == id).and_then(|c| c.epoch)
+    }
+
+    /// The epoch of `peer`'s connection `id` (a late claim); false when that connection is gone.
+    pub(crate) fn set_epoch(&mut self, peer: &PeerId, id: ConnId, epoch: Epoch) -> bool {
+        match self.conns.get_mut(peer).filter(|c| c.id == id) {
+            Some(conn) => {
+                conn.epoch = Some(epoch);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Removes `peer` whatever its connection (eviction); returns its handle.
@@ -120,11 +203,6 @@ impl<S> Registry<S> {
     /// The handle of `peer` whatever its scope (replies addressed to it by another node).
     pub(crate) fn handle(&self, peer: &PeerId) -> Option<&S> {
         self.conns.get(peer).map(|c| &c.handle)
-    }
-
-    /// The peers connected here.
-    pub(crate) fn peers(&self) -> impl Iterator<Item = &PeerId> {
-        self.conns.keys()
     }
 
     /// The sender's half of [`Registry::relay`]: checks and records a `kind` signal from the local
@@ -285,9 +363,9 @@ mod tests {
     #[test]
     fn routes_stay_within_a_scope() {
         let mut reg = Registry::new();
-        reg.register(id("a"), scope("live"), 1);
-        reg.register(id("b"), scope("live"), 2);
-        reg.register(id("c"), scope("other"), 3);
+        reg.register(Instant::now(), id("a"), scope("live"), 1, None);
+        reg.register(Instant::now(), id("b"), scope("live"), 2, None);
+        reg.register(Instant::now(), id("c"), scope("other"), 3, None);
         assert_eq!(reg.route(&scope("live"), &id("b")), Some(&2));
         assert_eq!(reg.route(&scope("live"), &id("c")), None);
         assert_eq!(reg.route(&scope("live"), &id("zz")), None);
@@ -298,16 +376,51 @@ mod tests {
     #[test]
     fn a_new_connection_replaces_the_old_and_the_old_cannot_unregister_it() {
         let mut reg = Registry::new();
-        let (first, none) = reg.register(id("a"), scope("live"), "first");
-        assert_eq!(none, None);
-        let (second, old) = reg.register(id("a"), scope("live"), "second");
-        assert_eq!(old, Some("first"));
+        let (first, none) = reg.register(Instant::now(), id("a"), scope("live"), "first", None);
+        assert_eq!(none, Registered::Replaced(None));
+        let (second, old) = reg.register(Instant::now(), id("a"), scope("live"), "second", None);
+        assert_eq!(old, Registered::Replaced(Some("first")));
         assert!(!reg.unregister(&id("a"), first));
         assert_eq!(reg.route(&scope("live"), &id("a")), Some(&"second"));
         assert!(reg.unregister(&id("a"), second));
         assert_eq!(reg.route(&scope("live"), &id("a")), None);
-        reg.register(id("b"), scope("live"), "b");
+        reg.register(Instant::now(), id("b"), scope("live"), "b", None);
         assert_eq!(reg.remove(&id("b")), Some("b"));
+    }
+
+    #[test]
+    fn the_highest_epoch_wins_whatever_the_order_of_registrations_and_evictions() {
+        let now = Instant::now();
+        let mut reg = Registry::new();
+        // Two connections of "a" register here in the opposite order of their claims.
+        assert_eq!(reg.register(now, id("a"), scope("live"), "new", Some(6)).1, Registered::Replaced(None));
+        assert_eq!(reg.register(now, id("a"), scope("live"), "old", Some(5)).1, Registered::Refused("old"));
+        assert_eq!(reg.route(&scope("live"), &id("a")), Some(&"new"));
+        // An eviction by an older connection elsewhere (arriving late) leaves it; a newer one closes it.
+        assert_eq!(reg.evict(now, &id("a"), 4), None);
+        assert_eq!(reg.evict(now, &id("a"), 6), None);
+        assert_eq!(reg.evict(now, &id("a"), 7), Some("new"));
+        assert_eq!(reg.route(&scope("live"), &id("a")), None);
+        // An eviction that comes before its connection registers refuses that connection only if
+        // it is older; a newer registration is not affected.
+        assert_eq!(reg.evict(now, &id("b"), 10), None);
+        assert_eq!(reg.register(now, id("b"), scope("live"), "b9", Some(9)).1, Registered::Refused("b9"));
+        assert_eq!(reg.evict(now, &id("b"), 10), None);
+        assert_eq!(reg.register(now, id("b"), scope("live"), "b11", Some(11)).1, Registered::Replaced(None));
+        // ... and is forgotten after a minute.
+        assert_eq!(reg.evict(now, &id("c"), 10), None);
+        let later = now + EARLY_EVICTION_MEMORY;
+        assert_eq!(reg.register(later, id("c"), scope("live"), "c9", Some(9)).1, Registered::Replaced(None));
+        // Without epochs (one node, or a failed claim) the later registration wins, and any
+        // eviction closes it.
+        assert_eq!(reg.register(now, id("d"), scope("live"), "d1", None).1, Registered::Replaced(None));
+        assert_eq!(reg.register(now, id("d"), scope("live"), "d2", None).1, Registered::Replaced(Some("d1")));
+        let d2 = reg.claims().into_iter().find(|(p, ..)| *p == id("d")).unwrap().1;
+        assert_eq!(reg.epoch_of(&id("d"), d2), None);
+        assert!(reg.set_epoch(&id("d"), d2, 3));
+        assert_eq!(reg.epoch_of(&id("d"), d2), Some(3));
+        assert_eq!(reg.evict(now, &id("d"), 4), Some("d2"));
+        assert!(!reg.set_epoch(&id("d"), d2, 5));
     }
 
     #[test]
@@ -315,8 +428,8 @@ mod tests {
         let now = Instant::now();
         let policy = Policy { require_intro: true, offer_ttl: Duration::from_secs(120), max_links: 8 };
         let mut reg = Registry::new();
-        reg.register(id("a"), scope("live"), 1);
-        reg.register(id("b"), scope("live"), 2);
+        reg.register(Instant::now(), id("a"), scope("live"), 1, None);
+        reg.register(Instant::now(), id("b"), scope("live"), 2, None);
         let relay = |reg: &mut Registry<i32>, from: &str, to: &str, kind| {
             reg.relay(now, &id(from), &scope("live"), &id(to), kind, &policy).copied()
         };

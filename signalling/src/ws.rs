@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::links::Kind;
 use crate::per_ip::Slot;
-use crate::relay::{self, Action, Registry, Scope, TokenBucket};
+use crate::relay::{self, Action, Epoch, Registered, Registry, Scope, TokenBucket};
 use crate::{ApiError, AppState, cluster};
 
 /// Most queued messages written to one connection before a flush, in messages.
@@ -79,16 +79,16 @@ pub(crate) async fn upgrade(
         Err(rejection) => return rejection.into_response(),
     };
     // Claimed in the broker's directory before the client learns it is connected, so a relay it
-    // triggers right away finds it, and of two racing connections of one peerId the later wins.
-    let claimed_at = Instant::now();
-    cluster::claim(&state, &peer).await;
+    // triggers right away finds it; of two connections of one peerId the later claim (the higher
+    // epoch) wins, on every node, whatever the order in which they register there.
+    let epoch = cluster::claim(&state, &peer).await;
     let config = &state.inner.config;
     ws.max_message_size(MAX_MESSAGE_BYTES)
         .max_frame_size(MAX_MESSAGE_BYTES)
         .read_buffer_size(config.ws_read_buffer_bytes)
         .write_buffer_size(config.ws_write_buffer_bytes)
         .max_write_buffer_size(config.ws_max_write_buffer_bytes)
-        .on_upgrade(move |socket| connection(state, peer, scope, slot, claimed_at, socket))
+        .on_upgrade(move |socket| connection(state, peer, scope, slot, epoch, socket))
 }
 
 fn authorize(state: &AppState, query: Result<Query<Params>, QueryRejection>) -> Result<(PeerId, Scope), ApiError> {
@@ -107,28 +107,27 @@ fn authorize(state: &AppState, query: Result<Query<Params>, QueryRejection>) -> 
     Ok((peer, Scope { customer: claims.customer, content: claims.content }))
 }
 
-/// Runs one connection until the peer leaves, is replaced, idles, lags, or the server stops; its
-/// per-address `_slot` is freed when it ends.
+/// Runs one connection (which claimed the directory under `epoch`) until the peer leaves, is
+/// replaced, idles, lags, or the server stops; its per-address `_slot` is freed when it ends.
 async fn connection(
     state: AppState,
     peer: PeerId,
     scope: Scope,
     _slot: Option<Slot>,
-    claimed_at: Instant,
+    epoch: Option<Epoch>,
     socket: WebSocket,
 ) {
     let config = &state.inner.config;
     let (queue, mut outgoing) = mpsc::channel(config.queue_messages);
     let (close, mut closed) = oneshot::channel();
-    let (conn_id, replaced) = state.registry().register(peer.clone(), scope.clone(), ConnHandle { queue, close });
-    if let Some(old) = replaced {
-        old.close(CLOSE_REPLACED, "replaced by a newer connection");
-    }
-    if state.take_early_eviction(&peer, claimed_at) {
-        let evicted = state.registry().remove(&peer);
-        if let Some(me) = evicted {
-            me.close(CLOSE_REPLACED, "replaced by a newer connection");
-        }
+    let handle = ConnHandle { queue, close };
+    let (conn_id, registered) = state.registry().register(Instant::now(), peer.clone(), scope.clone(), handle, epoch);
+    match registered {
+        Registered::Replaced(Some(older)) => older.close(CLOSE_REPLACED, "replaced by a newer connection"),
+        Registered::Replaced(None) => {}
+        // A newer connection of this peerId exists (its eviction came before this registration):
+        // this one closes at once.
+        Registered::Refused(me) => me.close(CLOSE_REPLACED, "replaced by a newer connection"),
     }
     state.inner.connections.inc();
     tracing::debug!(%peer, "connected");
@@ -191,9 +190,16 @@ async fn connection(
         let frame = CloseFrame { code, reason: reason.into() };
         let _ = tokio::time::timeout(send_timeout, sink.send(Message::Close(Some(frame)))).await;
     }
-    let unregistered = state.registry().unregister(&peer, conn_id);
-    if unregistered {
-        cluster::release(&state, &peer).await;
+    // Released even when this connection was already removed (replaced, slow): the directory
+    // drops the entry only while it still holds this connection's epoch.
+    let late_epoch = {
+        let mut registry = state.registry();
+        let late_epoch = registry.epoch_of(&peer, conn_id);
+        registry.unregister(&peer, conn_id);
+        late_epoch
+    };
+    if let Some(epoch) = late_epoch.or(epoch) {
+        cluster::release(&state, &peer, epoch);
     }
     state.inner.connections.dec();
     tracing::debug!(%peer, ?close_with, "disconnected");
@@ -345,7 +351,7 @@ mod tests {
         let scope = Scope { customer: "acme".into(), content: "live".into() };
         let (queue, mut outgoing) = mpsc::channel(1);
         let (close, closed) = oneshot::channel();
-        state.registry().register(id("slow"), scope.clone(), ConnHandle { queue, close });
+        state.registry().register(Instant::now(), id("slow"), scope.clone(), ConnHandle { queue, close }, None);
         let message = ServerMessage::Relay { from: id("a"), signal: Signal::Bye };
 
         assert_eq!(deliver(&state, &id("a"), &scope, id("slow"), Kind::Other, &message), None);

@@ -141,7 +141,15 @@ async fn signals_cross_nodes_and_refusals_come_back() {
     // The directory names a node that is gone: nobody receives the publish.
     let client = redis::Client::open(redis.url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    redis::cmd("SET").arg("swarmcast:sig:peer:ghost").arg("dead").query_async::<()>(&mut conn).await.unwrap();
+    redis::cmd("HSET")
+        .arg("swarmcast:sig:v2:peer:ghost")
+        .arg("node")
+        .arg("dead")
+        .arg("epoch")
+        .arg(1)
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
     send(&mut a, "ghost", offer()).await;
     assert_eq!(next(&mut a).await, Ok(undeliverable("ghost", "unknown_peer")));
     // Nothing strayed to "c".
@@ -152,11 +160,6 @@ async fn signals_cross_nodes_and_refusals_come_back() {
     assert!(metrics.contains("signalling_forwarded_total 5"), "{metrics}");
 }
 
-// Known race, about one run in eight: the older connection is sometimes not closed as replaced
-// when the newer one arrives on another node within milliseconds of it. An eviction that arrives
-// before the older connection has registered is now remembered (`early_evictions`), which did not
-// remove it entirely; run by hand with `cargo test -p swarmcast-signalling --test cluster -- --ignored`.
-#[ignore = "known race when a peer reconnects to another node within milliseconds"]
 #[tokio::test]
 async fn connecting_to_another_node_replaces_the_old_connection() {
     let Some(redis) = redis().await else { return };
@@ -169,6 +172,95 @@ async fn connecting_to_another_node_replaces_the_old_connection() {
     introduce(&mut b, "b", &["a"]).await;
     send(&mut b, "a", offer()).await;
     assert_eq!(next(&mut new).await, Ok(from("b", offer())));
+}
+
+async fn node_with(redis: &LocalRedis, name: &str, config: Config) -> LoopbackServer {
+    let config = Config { secret: SECRET.into(), broker_url: redis.url().into(), node_id: name.into(), ..config };
+    service::spawn_on_loopback(|listener, stop| run(config, listener, stop)).await.unwrap()
+}
+
+async fn redis_conn(redis: &LocalRedis) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap()
+}
+
+fn entry_key(peer: &str) -> String {
+    format!("swarmcast:sig:v2:peer:{peer}")
+}
+
+async fn ping(ws: &mut Ws) -> Result<ServerMessage, Option<u16>> {
+    ws.send(Message::text(r#"{"type":"ping"}"#)).await.unwrap();
+    next(ws).await
+}
+
+#[tokio::test]
+async fn a_late_eviction_by_an_older_connection_is_ignored() {
+    let Some(redis) = redis().await else { return };
+    let n1 = node(&redis, "e1").await;
+    let mut a = connect(&n1, "a", "live").await;
+    assert_eq!(ping(&mut a).await, Ok(ServerMessage::Pong));
+    // An eviction from a connection that claimed "a" before this one (epoch 1) reaches the node
+    // late: the newer connection stays, and so does its directory entry.
+    let mut conn = redis_conn(&redis).await;
+    let late = r#"{"t":"evict","peer":"a","epoch":1}"#;
+    let receivers: i64 =
+        redis::cmd("PUBLISH").arg("swarmcast:sig:v2:node:e1").arg(late).query_async(&mut conn).await.unwrap();
+    assert_eq!(receivers, 1);
+    assert_eq!(ping(&mut a).await, Ok(ServerMessage::Pong));
+    let node: Option<String> = redis::cmd("HGET").arg(entry_key("a")).arg("node").query_async(&mut conn).await.unwrap();
+    assert_eq!(node.as_deref(), Some("e1"));
+}
+
+#[tokio::test]
+async fn a_connection_whose_eviction_was_lost_closes_at_the_next_refresh() {
+    let Some(redis) = redis().await else { return };
+    // Refreshed every second.
+    let n1 = node_with(&redis, "l1", Config { peer_ttl_s: 3, ..Config::default() }).await;
+    let mut a = connect(&n1, "a", "live").await;
+    assert_eq!(ping(&mut a).await, Ok(ServerMessage::Pong));
+    // A newer connection on another node claimed "a", and its eviction never arrived.
+    let mut conn = redis_conn(&redis).await;
+    redis::cmd("HSET")
+        .arg(entry_key("a"))
+        .arg("node")
+        .arg("elsewhere")
+        .arg("epoch")
+        .arg(u64::MAX / 1024)
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(next(&mut a).await, Err(Some(CLOSE_REPLACED)));
+    // The newer connection's entry is left alone.
+    let node: Option<String> = redis::cmd("HGET").arg(entry_key("a")).arg("node").query_async(&mut conn).await.unwrap();
+    assert_eq!(node.as_deref(), Some("elsewhere"));
+}
+
+#[tokio::test]
+async fn departed_peers_leave_the_directory_promptly_even_all_at_once() {
+    let Some(redis) = redis().await else { return };
+    // More peers than one removal batch.
+    let n1 = node_with(&redis, "d1", Config { max_connections_per_ip: 1000, ..Config::default() }).await;
+    let peers: Vec<String> = (0..300).map(|n| format!("p{n}")).collect();
+    let mut sockets = Vec::new();
+    for peer in &peers {
+        sockets.push(connect(&n1, peer, "live").await);
+    }
+    let mut conn = redis_conn(&redis).await;
+    let keys: Vec<String> = peers.iter().map(|p| entry_key(p)).collect();
+    let present: i64 = redis::cmd("EXISTS").arg(&keys).query_async(&mut conn).await.unwrap();
+    assert_eq!(present, 300);
+    for mut ws in sockets {
+        ws.close(None).await.unwrap();
+    }
+    // Well within the 30 s the entries would take to expire.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let present: i64 = redis::cmd("EXISTS").arg(&keys).query_async(&mut conn).await.unwrap();
+        if present == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{present} entries left");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// A test agent following the browser agent's reconnect rule: after a close that is not
