@@ -45,6 +45,14 @@ export interface AgentStats {
   /** Measured CDN throughput, in bits/s; 0 until measured. */
   bandwidthBps: number;
   mode: 'starting' | 'p2p' | 'cdn' | 'destroyed';
+  /**
+   * The engine's CDN bytes by why they came from the CDN: a joiner's first segments before any
+   * data channel (`startup_alone`) or with no peer holding them (`startup`), the one deliberate
+   * fetch of a new segment (`seed`), a deadline reached while holders were busy
+   * (`deadline_busy`) or with no holder (`deadline_alone`), a peer transfer given up (`retry`) or
+   * cut by the peer leaving (`churn`), and the rest (`other`).
+   */
+  cdnBytesByReason: Record<'startup_alone' | 'startup' | 'seed' | 'deadline_busy' | 'deadline_alone' | 'retry' | 'churn' | 'other', number>;
 }
 
 /** The WebAssembly agent (see the crate docs). */

@@ -134,7 +134,10 @@ impl Agent {
     }
 
     /// Returns `{ httpBytes, p2pDownBytes, p2pUpBytes, peers, peerId, rendition,
-    /// segmentsDelivered, stalls, bandwidthBps, mode }` (bytes of segment payload since start).
+    /// segmentsDelivered, stalls, bandwidthBps, mode, cdnBytesByReason }` (bytes of segment
+    /// payload since start; `cdnBytesByReason` splits the engine's CDN bytes by why they came
+    /// from the CDN: `startup_alone`, `startup`, `seed`, `deadline_busy`, `deadline_alone`,
+    /// `retry`, `churn`, `other`).
     pub fn stats(&self) -> JsValue {
         let s = self.shell.borrow();
         let counters = s.counters();

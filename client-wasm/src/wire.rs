@@ -268,7 +268,13 @@ pub(crate) fn stats_json(c: &Counters, peer_id: Option<&str>, mode: &str) -> Str
         c.engine.segments_delivered, c.stalls,
     );
     push_json_str_or_null(&mut out, Some(mode));
-    out.push('}');
+    // Why the engine's CDN bytes came from the CDN, by reason (snake_case names).
+    out.push_str(",\"cdnBytesByReason\":{");
+    for (i, reason) in engine::CdnReason::ALL.iter().enumerate() {
+        let sep = if i == 0 { "" } else { "," };
+        let _ = write!(out, "{sep}\"{}\":{}", reason.name(), c.engine.cdn_bytes_by_reason[reason.index()]);
+    }
+    out.push_str("}}");
     out
 }
 
@@ -427,6 +433,8 @@ mod tests {
         assert!(json.contains(r#""p2pDownBytes":0"#), "{json}");
         let v: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(v["rendition"], serde_json::Value::Null);
+        assert_eq!(v["cdnBytesByReason"]["seed"], 0);
+        assert_eq!(v["cdnBytesByReason"].as_object().unwrap().len(), engine::CdnReason::ALL.len());
         assert_eq!(v["mode"], "p2p");
         let c = Counters { rendition: Some(3), bandwidth_bps: 1_234.6, ..Counters::default() };
         let v: serde_json::Value = serde_json::from_str(&stats_json(&c, None, "a\"b\\c\n")).unwrap();

@@ -71,6 +71,13 @@ for (const n of SIZES) {
       maxLatencyS: Math.max(...after.map((x) => x.latency.max)),
       stalls: after.reduce((a, x) => a + x.stalls, 0),
       maxStallMs: Math.max(...final.map((r) => r.monitor.maxStallMs)),
+      // Why the steady state's CDN bytes came from the CDN (the agent's counters), summed.
+      cdnBytesByReason: after.reduce((sum, x, i) => {
+        for (const [k, v] of Object.entries(x.stats.cdnBytesByReason ?? {})) {
+          sum[k] = (sum[k] ?? 0) + v - (before[i].stats.cdnBytesByReason?.[k] ?? 0);
+        }
+        return sum;
+      }, {}),
       perViewer: after.map((x, i) => ({
         offload: (x.stats.p2pDownBytes - before[i].stats.p2pDownBytes)
           / Math.max(1, x.stats.p2pDownBytes - before[i].stats.p2pDownBytes + x.stats.httpBytes - before[i].stats.httpBytes),
