@@ -315,12 +315,19 @@ impl Engine {
         if !self.peers.remove(peer, now.saturating_add(self.config.reconnect_backoff_ms)) {
             return;
         }
-        for (_, seg) in self.store.iter_mut() {
+        let mut tails = Vec::new();
+        for (id, seg) in self.store.iter_mut() {
             if matches!(&seg.fetch, Fetch::Peer { peer: p, .. } if p == peer) {
                 seg.fetch = Fetch::Idle;
                 seg.peer_cut = true;
             }
+            if seg.tail.as_ref().is_some_and(|t| &t.peer == peer) {
+                tails.push(id);
+            }
             seg.uploads.retain(|u| &u.peer != peer);
+        }
+        for id in tails {
+            self.tail_failed(id);
         }
     }
 
@@ -329,6 +336,9 @@ impl Engine {
         for (id, seg) in gone {
             for up in &seg.uploads {
                 self.send(&up.peer, &Message::Absent { id, request_id: up.request_id });
+            }
+            if let Some(tail) = seg.tail.filter(|t| t.active) {
+                self.send(&tail.peer, &Message::Cancel { id, request_id: tail.request_id });
             }
             match seg.fetch {
                 Fetch::Idle => {}

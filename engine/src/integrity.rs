@@ -7,6 +7,13 @@
 //! every peer that contributed bytes to it. Once a rendition has digests, a peer-assembled
 //! segment whose digest has not arrived yet waits for it (until its deadline sends it to the
 //! CDN). Without digests, a peer segment is trusted once its length matches the expected one.
+//!
+//! Which sender to ban: a segment with a single peer source bans that peer at once. A segment
+//! assembled from several peers (resumed on another peer, or split between two) bans none of
+//! them on the spot: the failed copy is kept with the byte range each peer sent, and when a
+//! trusted copy arrives (the CDN's, or one that matches the digest) every peer whose range
+//! differs from it is banned, and only those. An honest peer that shared a segment with a
+//! liar is never banned; the liar is, one refetch later.
 
 use std::collections::BTreeMap;
 
@@ -71,15 +78,22 @@ impl Engine {
         self.sizes.record(seg.data.len() as u64, seg.info.duration_ms);
         if !seg.from_peers {
             seg.verified = true;
+            self.convict(now, id);
             return;
         }
         match seg.digest {
             Some(digest) => {
                 if <[u8; 32]>::from(Sha256::digest(&seg.data)) == digest {
                     seg.verified = true;
+                    self.convict(now, id);
                     return;
                 }
-                let culprits: Vec<_> = seg.contributors.iter().cloned().collect();
+                let mut culprits: Vec<_> = seg.contributors.iter().cloned().collect();
+                if culprits.len() > 1 {
+                    // Several senders: the trusted copy will tell which one lied.
+                    seg.suspect = Some((std::mem::take(&mut seg.data), std::mem::take(&mut seg.spans)));
+                    culprits.clear();
+                }
                 seg.discard();
                 seg.fetch = Fetch::Idle;
                 self.stats.corrupt_segments += 1;
@@ -95,6 +109,23 @@ impl Engine {
             // Wait for the digest (the deadline sends the segment to the CDN if it is late).
             None if published => {}
             None => seg.verified = true,
+        }
+    }
+
+    /// `id` now holds trusted bytes: bans every peer whose range of an earlier copy that failed
+    /// its digest differs from them.
+    fn convict(&mut self, now: Millis, id: SegmentId) {
+        let Some(seg) = self.store.get_mut(id) else { return };
+        let Some((bad, spans)) = seg.suspect.take() else { return };
+        let good = &seg.data;
+        let differs = |start: u64, end: u64| {
+            let range = usize::try_from(start).ok().zip(usize::try_from(end).ok());
+            range.is_none_or(|(s, e)| bad.get(s..e) != good.get(s..e))
+        };
+        let culprits: Vec<_> = spans.into_iter().filter(|(s, e, _)| differs(*s, *e)).map(|(_, _, p)| p).collect();
+        for peer in culprits {
+            self.peers.ban(&peer);
+            self.disconnect(now, &peer);
         }
     }
 }

@@ -237,6 +237,9 @@ pub struct Stats {
     pub cdn_deadline_fetches: u64,
     /// Other CDN fetches (startup, old segments nobody holds, unverified copies, refetches).
     pub cdn_other_fetches: u64,
+    /// Peer transfers split in two: a second peer was asked for the tail of a segment whose
+    /// transfer would have missed its deadline.
+    pub split_segments: u64,
     /// CDN fetches started, by [`CdnReason::index`].
     pub cdn_fetches_by_reason: [u64; 8],
     /// Bytes received over HTTP (and kept), by the [`CdnReason::index`] of the fetch that

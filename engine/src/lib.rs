@@ -72,6 +72,11 @@
 //! (up to `prefetch_ahead_segments` past their own playlist) and fetch them from those peers
 //! before their own playlist lists them.
 //!
+//! **Two peers per segment.** A peer transfer projected to miss its deadline is split when
+//! another peer holds the segment: the running request becomes the head, the other peer sends
+//! the tail, which is appended when the prefix reaches it (`split.rs`). Only the prefix
+//! is announced and relayed; if a part stalls, the other peer or the CDN takes the rest.
+//!
 //! **Upload gating.** The shell reports the uplink's measured speed and backlog. A request is
 //! served only if the uplink, after what it already owes, delivers it before the requester's
 //! deadline (carried in the request) and within `upload_budget_pct` of a segment duration when
@@ -83,8 +88,9 @@
 //! **Integrity.** Without digests, CDN bytes are trusted and a peer whose announced size
 //! disagrees with the playlist's or an earlier source's is banned and the segment refetched.
 //! With the origin's digests ([`Engine::handle_digests`]), a segment holding any peer byte is
-//! checked with SHA-256 when complete: a mismatch drops it, refetches it from the CDN and bans
-//! every peer that contributed; peer bytes are relayed only once checked.
+//! checked with SHA-256 when complete: a mismatch drops it and refetches it from the CDN; a
+//! single peer source is banned at once, and of several, those whose bytes differ from the
+//! trusted copy once it is in (`integrity.rs`). Peer bytes are relayed only once checked.
 //!
 //! **Bounded memory.** Segments that left the live window more than `keep_behind_window`
 //! segments ago are forgotten, at most `max_stored_segments` are kept, every per-peer and
@@ -107,6 +113,7 @@ mod playlist;
 mod rank;
 mod scheduler;
 mod segments;
+mod split;
 #[cfg(test)]
 mod tests;
 mod transfer;

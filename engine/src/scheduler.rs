@@ -10,7 +10,7 @@ use crate::segments::{Fetch, Segment};
 use crate::{CdnReason, Engine, Millis, Output, rank};
 
 /// A peer transfer is judged on its speed only after this long, in ms.
-const MIN_JUDGE_MS: u64 = 300;
+pub(crate) const MIN_JUDGE_MS: u64 = 300;
 
 /// What to do about a segment that is needed and not being fetched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,7 +27,9 @@ impl Engine {
     /// Acts on every needed segment: starts fetches, and gives up on peers that stall or that
     /// would make us miss a deadline.
     pub(crate) fn schedule(&mut self, now: Millis) {
-        for id in self.store.ids(|s| s.needed() || matches!(s.fetch, Fetch::Peer { .. })) {
+        let active_tail = |s: &Segment| s.tail.as_ref().is_some_and(|t| t.active);
+        for id in self.store.ids(|s| s.needed() || matches!(s.fetch, Fetch::Peer { .. }) || active_tail(s)) {
+            self.check_tail(now, id);
             self.check_peer_fetch(now, id);
             let Some(seg) = self.store.get(id) else { continue };
             if seg.fetch != Fetch::Idle || !seg.needed() {
@@ -78,6 +80,10 @@ impl Engine {
         }
         if holder || !self.sources(now, id, seg, false).is_empty() {
             return Plan::Peer;
+        }
+        if seg.tail.as_ref().is_some_and(|t| t.active) {
+            // The tail's sender takes the head too once the tail is in, unless it is due first.
+            return Plan::Wait(due);
         }
         if self.peers.someone_fetching(id) || !seg.busy.is_empty() {
             // Its holders are busy or failed us: one may have room soon, others will relay it
@@ -130,6 +136,12 @@ impl Engine {
 
     /// When the engine next needs to look at `seg` again, if a timer (not news) can change things.
     pub(crate) fn segment_timer(&self, now: Millis, id: SegmentId, seg: &Segment) -> Option<Millis> {
+        let fetch = self.fetch_timer(now, id, seg);
+        [fetch, self.tail_timer(seg)].into_iter().flatten().min()
+    }
+
+    /// [`Engine::segment_timer`] for the main fetch.
+    fn fetch_timer(&self, now: Millis, id: SegmentId, seg: &Segment) -> Option<Millis> {
         match &seg.fetch {
             Fetch::Http => None,
             Fetch::Peer { last_chunk, .. } => {
@@ -148,7 +160,7 @@ impl Engine {
 
     /// When the segment starting at `seg.info.start_ms` plays, minus the safety margin: the time
     /// by which it must be complete. `None` while not playing.
-    fn deadline(&self, seg: &Segment) -> Option<Millis> {
+    pub(crate) fn deadline(&self, seg: &Segment) -> Option<Millis> {
         self.playback.deadline(seg.info.start_ms, self.config.deadline_margin_ms)
     }
 
@@ -191,6 +203,8 @@ impl Engine {
         let mut exclude = seg.failed_peers.clone();
         exclude.extend(seg.uploads.iter().map(|u| u.peer.clone()));
         exclude.extend(seg.busy.iter().filter(|(_, at)| **at > now).map(|(p, _)| p.clone()));
+        // The tail's sender would drop the tail to answer a second request.
+        exclude.extend(seg.tail.iter().filter(|t| t.active).map(|t| t.peer.clone()));
         if complete {
             return self.peers.holders(id, &exclude);
         }
@@ -205,10 +219,16 @@ impl Engine {
     /// would not; the bytes received so far are kept and the next fetch resumes from them.
     fn check_peer_fetch(&mut self, now: Millis, id: SegmentId) {
         let Some(seg) = self.store.get(id) else { return };
-        let Fetch::Peer { peer, request_id, last_chunk } = &seg.fetch else { return };
+        let Fetch::Peer { last_chunk, .. } = &seg.fetch else { return };
         let due = self.due(seg);
         let late = due.is_some_and(|d| now >= d);
         let idle = now >= last_chunk.saturating_add(self.config.p2p_idle_timeout_ms);
+        // A transfer that will miss the deadline gets help from a second peer first.
+        if !late && !idle && self.try_split(now, id) {
+            return;
+        }
+        let Some(seg) = self.store.get(id) else { return };
+        let Fetch::Peer { peer, request_id, .. } = &seg.fetch else { return };
         let slow = self.too_slow(now, seg);
         if !late && !idle && !slow {
             return;
@@ -250,6 +270,8 @@ impl Engine {
 
     /// Starts (or resumes, from the bytes held) the CDN fetch of `id`, counted under `reason`.
     pub(crate) fn start_http(&mut self, now: Millis, id: SegmentId, reason: CdnReason) {
+        // An HTTP `Range` has one start: the CDN takes everything from the prefix on.
+        self.drop_tail(id);
         let Some(seg) = self.store.get(id) else { return };
         let predicted = self.http.time_ms(self.size_of(seg).saturating_sub(seg.data.len() as u64));
         let Some(seg) = self.store.get_mut(id) else { return };
@@ -281,11 +303,31 @@ impl Engine {
         if candidates.is_empty() {
             candidates = self.sources(now, id, seg, false);
         }
-        if candidates.is_empty() {
-            return;
-        }
         let candidates: Vec<PeerId> = candidates.into_iter().cloned().collect();
-        let offset = seg.data.len() as u64;
+        let (offset, end) = (seg.data.len() as u64, seg.head_end());
+        let Some(peer) = self.pick_peer(candidates) else { return };
+        let request_id = self.next_request_id();
+        if let Some(seg) = self.store.get_mut(id) {
+            seg.fetch = Fetch::Peer { peer: peer.clone(), request_id, last_chunk: now };
+            seg.fetch_started = (now, offset);
+            seg.first_byte = None;
+        }
+        // Our deadline travels along, so the peer can refuse what it cannot deliver in time.
+        let deadline_ms = self.deadline_ms(now, id);
+        self.send(&peer, &Message::Request { id, request_id, offset, end, deadline_ms });
+    }
+
+    /// Time left until the deadline of `id`, in ms from `now` (at least 1), for a request.
+    pub(crate) fn deadline_ms(&self, now: Millis, id: SegmentId) -> Option<u32> {
+        let deadline = self.store.get(id).and_then(|seg| self.deadline(seg))?;
+        Some(u32::try_from(deadline.saturating_sub(now).max(1)).unwrap_or(u32::MAX))
+    }
+
+    /// One of `candidates`, at random weighted by how fast each sent to us before.
+    pub(crate) fn pick_peer(&mut self, mut candidates: Vec<PeerId>) -> Option<PeerId> {
+        if candidates.is_empty() {
+            return None;
+        }
         let weights: Vec<f64> = candidates.iter().map(|p| self.peers.rate(p).unwrap_or(f64::NAN)).collect();
         // Untried peers weigh as much as the best measured one, so they get tried.
         let best = weights.iter().copied().filter(|w| w.is_finite()).fold(1.0, f64::max);
@@ -300,19 +342,6 @@ impl Engine {
             }
             pick -= w;
         }
-        let peer = candidates[chosen].clone();
-        let request_id = self.next_request_id();
-        if let Some(seg) = self.store.get_mut(id) {
-            seg.fetch = Fetch::Peer { peer: peer.clone(), request_id, last_chunk: now };
-            seg.fetch_started = (now, offset);
-            seg.first_byte = None;
-        }
-        // Our deadline travels along, so the peer can refuse what it cannot deliver in time.
-        let deadline_ms = self
-            .store
-            .get(id)
-            .and_then(|seg| self.deadline(seg))
-            .map(|d| u32::try_from(d.saturating_sub(now).max(1)).unwrap_or(u32::MAX));
-        self.send(&peer, &Message::Request { id, request_id, offset, end: None, deadline_ms });
+        Some(candidates.swap_remove(chosen))
     }
 }

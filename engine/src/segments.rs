@@ -24,6 +24,28 @@ pub(crate) enum Fetch {
     },
 }
 
+/// The second part of a split segment: bytes `start..` asked of another peer while the main
+/// fetch gets `data.len()..start` (see [`crate::split`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Tail {
+    /// The peer sending it.
+    pub(crate) peer: PeerId,
+    /// Our request's id.
+    pub(crate) request_id: u32,
+    /// First byte of the range, in bytes.
+    pub(crate) start: u64,
+    /// Bytes `start..start + data.len()` received so far.
+    pub(crate) data: Vec<u8>,
+    /// When the request left, in engine ms.
+    pub(crate) requested: Millis,
+    /// When its first byte arrived, in engine ms.
+    pub(crate) first_byte: Option<Millis>,
+    /// When its last chunk arrived (or the request left), in engine ms.
+    pub(crate) last_chunk: Millis,
+    /// Whether the request still runs (not finished, stalled, refused or cut).
+    pub(crate) active: bool,
+}
+
 /// A peer's request we answer as the bytes arrive (chunk relay): everything from `next` on is
 /// sent as soon as we hold it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,7 +113,21 @@ pub(crate) struct Segment {
     pub(crate) peer_gave_up: bool,
     /// A peer transfer of it was cut because the peer left.
     pub(crate) peer_cut: bool,
+    /// The out-of-order tail of a split segment, merged into `data` when the prefix reaches it.
+    pub(crate) tail: Option<Tail>,
+    /// Byte ranges `(start, end, peer)` of `data` and `tail` that came from peers (at most
+    /// [`MAX_SPANS`]), to tell which sender was wrong when a digest does not match.
+    pub(crate) spans: Vec<Span>,
+    /// A copy that failed its digest, with its peer ranges, kept until the CDN's copy shows
+    /// which sender's bytes differ.
+    pub(crate) suspect: Option<(Vec<u8>, Vec<Span>)>,
 }
+
+/// Bytes `start..end` of a segment, and the peer that sent them.
+pub(crate) type Span = (u64, u64, PeerId);
+
+/// Most peer ranges remembered per segment (beyond that, every contributor is suspect).
+pub(crate) const MAX_SPANS: usize = 16;
 
 impl Segment {
     pub(crate) fn new(info: SegmentInfo) -> Self {
@@ -119,6 +155,9 @@ impl Segment {
             http_reason: CdnReason::Other,
             peer_gave_up: false,
             peer_cut: false,
+            tail: None,
+            spans: Vec::new(),
+            suspect: None,
         }
     }
 
@@ -141,11 +180,32 @@ impl Segment {
         self.restarted = true;
         self.contributors.clear();
         self.from_peers = false;
+        self.tail = None;
+        self.spans.clear();
+    }
+
+    /// Records that bytes `start..end` came from `peer` (extends its last range when contiguous).
+    pub(crate) fn note_span(&mut self, start: u64, end: u64, peer: &PeerId) {
+        if start >= end {
+            return;
+        }
+        if let Some(last) = self.spans.iter_mut().rev().find(|(_, e, p)| *e == start && p == peer) {
+            last.1 = end;
+        } else if self.spans.len() < MAX_SPANS {
+            self.spans.push((start, end, peer.clone()));
+        }
+    }
+
+    /// Where the contiguous prefix must stop: the start of the tail, if the segment is split.
+    pub(crate) fn head_end(&self) -> Option<u64> {
+        self.tail.as_ref().map(|t| t.start)
     }
 
     /// Bytes still missing, when the size is known.
+    /// With a tail, only the bytes up to its start (the head's part).
     pub(crate) fn remaining(&self) -> Option<u64> {
-        self.expected_len().map(|len| len.saturating_sub(self.data.len() as u64))
+        let end = self.head_end().or(self.expected_len())?;
+        Some(end.saturating_sub(self.data.len() as u64))
     }
 
     /// Whether a fetch is under way.

@@ -116,40 +116,45 @@ impl Engine {
         let Some(seg) = self.store.get_mut(id) else { return };
         let current = matches!(&seg.fetch, Fetch::Peer { peer: p, request_id: r, .. } if p == peer && *r == request_id);
         if !current {
-            return; // a late answer to a request we gave up on
-        }
-        if seg.expected_len().is_some_and(|len| len != total_len) {
-            // The peer's copy is not the CDN's: drop what we have, refetch from the CDN, and
-            // stop talking to a peer that serves broken segments.
-            seg.discard();
-            seg.fetch = Fetch::Idle;
-            seg.peer_gave_up = true;
-            seg.failed_peers.insert(peer.clone());
-            self.stats.corrupt_segments += 1;
-            self.peers.ban(peer);
-            self.disconnect(now, peer);
-            if self.store.get(id).is_some_and(|s| s.listed) {
-                self.start_http(now, id, CdnReason::Other);
-            }
+            // The tail of a split segment, or a late answer to a request we gave up on.
+            self.on_tail_chunk(now, peer, id, request_id, offset, total_len, &data);
             return;
         }
-        if offset != seg.data.len() as u64 {
+        if seg.expected_len().is_some_and(|len| len != total_len) {
+            self.wrong_length(now, peer, id);
+            return;
+        }
+        let held = seg.data.len() as u64;
+        let Some(skip) = held.checked_sub(offset) else {
             // We asked from `data.len()` on an ordered channel: this peer is confused.
             seg.fetch = Fetch::Idle;
             seg.peer_gave_up = true;
             seg.failed_peers.insert(peer.clone());
             self.send(peer, &Message::Cancel { id, request_id });
             return;
+        };
+        // Bytes we hold already are skipped, and nothing is taken past the tail of a split segment.
+        let room = seg.head_end().map_or(u64::MAX, |end| end.saturating_sub(held));
+        let fresh = usize::try_from(skip).ok().and_then(|s| data.get(s..)).unwrap_or_default();
+        let fresh = &fresh[..usize::try_from(room).map_or(fresh.len(), |room| room.min(fresh.len()))];
+        if skip > 0 && fresh.is_empty() {
+            return;
         }
-        let first = seg.first_byte.is_none() && !data.is_empty();
+        let first = seg.first_byte.is_none() && !fresh.is_empty();
         seg.first_byte.get_or_insert(now);
-        seg.data.extend_from_slice(&data);
+        seg.data.extend_from_slice(fresh);
         seg.total_len = Some(total_len);
-        if !data.is_empty() {
+        if !fresh.is_empty() {
             seg.from_peers = true;
             seg.contributors.insert(peer.clone());
+            seg.note_span(held, held + fresh.len() as u64, peer);
         }
-        self.stats.p2p_down_bytes += data.len() as u64;
+        self.stats.p2p_down_bytes += fresh.len() as u64;
+        if seg.head_end() == Some(seg.data.len() as u64) {
+            self.merge_tail(now, id);
+            self.relay(now, id);
+            return;
+        }
         let (started, from) = seg.fetch_started;
         let got = (seg.data.len() as u64).saturating_sub(from);
         if seg.data.len() as u64 == total_len {
@@ -165,6 +170,24 @@ impl Engine {
             }
         }
         self.relay(now, id);
+    }
+
+    /// `peer` says `id` has another size than the playlist or an earlier source: its copy is not
+    /// the CDN's. Drops what we have, refetches from the CDN, and stops talking to a peer that
+    /// serves broken segments.
+    pub(crate) fn wrong_length(&mut self, now: Millis, peer: &PeerId, id: SegmentId) {
+        self.drop_tail(id);
+        let Some(seg) = self.store.get_mut(id) else { return };
+        seg.discard();
+        seg.fetch = Fetch::Idle;
+        seg.peer_gave_up = true;
+        seg.failed_peers.insert(peer.clone());
+        self.stats.corrupt_segments += 1;
+        self.peers.ban(peer);
+        self.disconnect(now, peer);
+        if self.store.get(id).is_some_and(|s| s.listed) {
+            self.start_http(now, id, CdnReason::Other);
+        }
     }
 
     /// Tells every peer (but `source`) that bytes of `id` are arriving, so they may ask us for
@@ -191,6 +214,15 @@ impl Engine {
             self.peers.lost(peer, id);
         }
         let Some(seg) = self.store.get_mut(id) else { return };
+        if seg.tail.as_ref().is_some_and(|t| &t.peer == peer && t.request_id == request_id && t.active) {
+            if busy && seg.busy.len() < MAX_BUSY_PEERS {
+                seg.busy.insert(peer.clone(), now.saturating_add(BUSY_RETRY_MS));
+            } else {
+                seg.failed_peers.insert(peer.clone());
+            }
+            self.tail_failed(id);
+            return;
+        }
         if matches!(&seg.fetch, Fetch::Peer { peer: p, request_id: r, .. } if p == peer && *r == request_id) {
             seg.fetch = Fetch::Idle;
             if busy && seg.busy.len() < MAX_BUSY_PEERS {

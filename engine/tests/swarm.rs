@@ -107,3 +107,22 @@ fn eight_viewers_approach_the_offload_bound() {
     let offload = p2p as f64 / (http + p2p) as f64;
     assert!(offload > 0.8, "swarm offload {offload:.2}; the bound is 1 - 1/8 = 0.875");
 }
+
+#[test]
+fn a_segment_late_on_a_slow_link_is_split_with_another_holder_and_never_stalls() {
+    let mut swarm = Swarm::new(Net::default());
+    for v in 0..3 {
+        swarm.join(START_MS + 300 + v * 4_400, Config::default());
+    }
+    // Viewer 1 sends to viewer 2 at 60 kB/s: a 200 kB segment would take over 3 s.
+    swarm.slow_links.insert((0, 2), 60);
+    swarm.run_until(START_MS + 90_000);
+
+    for v in 0..3 {
+        let r = swarm.report(v);
+        assert_eq!((r.stalled_ms, r.failed), (0, 0), "viewer {v}: {r:?}");
+    }
+    let r = swarm.report(2);
+    assert!(r.stats.split_segments > 0, "{r:?}");
+    assert!(r.offload() >= 0.5, "offload {:.2}: {r:?}", r.offload());
+}

@@ -5,6 +5,7 @@ mod download;
 mod integrity;
 mod peering;
 mod seeding;
+mod split;
 mod upload;
 
 use std::ops::Range;

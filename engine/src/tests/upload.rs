@@ -227,3 +227,24 @@ fn an_uplink_slower_than_the_stream_announces_nothing_and_serves_nobody() {
         vec![Message::Absent { id: id(3), request_id: 1 }]
     );
 }
+
+#[test]
+fn upload_gating_counts_only_the_range_asked_for() {
+    // As above: 0.8 s of sending queued for "a", a budget of 1 s.
+    let mut e = holding(Config::default(), 200_000);
+    e.handle_input(150, Input::PeerConnected { peer: pid("b") });
+    e.handle_input(150, message(&pid("b"), have(&[0], &[])));
+    e.handle_uplink(160, 250_000, 0);
+    drain(&mut e);
+    feed(&mut e, 200, request(1, 0));
+    let ask = |request_id, offset, end| {
+        message(&pid("b"), Message::Request { id: id(3), request_id, offset, end, deadline_ms: Some(1_500) }.encode())
+    };
+
+    // The whole segment would end 1.6 s out; its last 40 kB (a split's tail) 0.96 s out.
+    let whole = sent_to(&feed(&mut e, 210, ask(2, 0, None)), &pid("b"));
+    assert_eq!(whole, vec![Message::Absent { id: id(3), request_id: 2 }]);
+    let tail = sent_to(&feed(&mut e, 210, ask(3, 160_000, Some(200_000))), &pid("b"));
+
+    assert_eq!(reassemble(&tail, 160_000), body(3, 200_000)[160_000..]);
+}

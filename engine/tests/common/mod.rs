@@ -132,6 +132,8 @@ pub(crate) struct Swarm {
     link_free: BTreeMap<(usize, usize), Millis>,
     /// Viewers that flip a byte in every chunk they send.
     pub(crate) corrupting: BTreeSet<usize>,
+    /// Directed links (sender, receiver) slower than `Net::p2p_bytes_per_ms`, in bytes per ms.
+    pub(crate) slow_links: BTreeMap<(usize, usize), u64>,
     /// Whether viewers get the origin's digests with every playlist.
     pub(crate) digests: bool,
 }
@@ -150,6 +152,7 @@ impl Swarm {
             dialling: BTreeSet::new(),
             link_free: BTreeMap::new(),
             corrupting: BTreeSet::new(),
+            slow_links: BTreeMap::new(),
             digests: false,
         };
         swarm.at(START_MS + SEG_MS, Event::Publish);
@@ -328,9 +331,9 @@ impl Swarm {
                     bytes = corrupt(bytes);
                 }
                 if self.open.contains(&pair(v, to)) {
+                    let rate = self.slow_links.get(&(v, to)).copied().unwrap_or(self.net.p2p_bytes_per_ms).max(1);
                     let free = self.link_free.entry((v, to)).or_default();
-                    let arrive =
-                        (*free).max(now + self.net.p2p_latency_ms) + bytes.len() as u64 / self.net.p2p_bytes_per_ms;
+                    let arrive = (*free).max(now + self.net.p2p_latency_ms) + bytes.len() as u64 / rate;
                     *free = arrive;
                     self.at(arrive, Event::Input(to, Input::PeerMessage { peer: self.ids[v].clone(), bytes }));
                 }
