@@ -49,6 +49,11 @@ enum Command {
     Sim(sim::Args),
 }
 
+/// mimalloc rather than glibc's malloc: the servers allocate and free small buffers per message
+/// on every worker thread (aquatic_ws, the reference WebTorrent tracker, makes the same choice).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let mut runtime = match std::env::var("SWARMCAST_RUNTIME").as_deref() {
         Ok("current_thread") => tokio::runtime::Builder::new_current_thread(),
