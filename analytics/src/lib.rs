@@ -51,11 +51,13 @@ struct Inner {
     reports: Labelled,
     sessions: Gauge,
     bytes: Labelled,
+    cdn_bytes: Labelled,
 }
 
 impl AppState {
     /// Builds the state from a validated `config` and registers the analytics metrics
-    /// (`analytics_reports{outcome}`, `analytics_sessions`, `analytics_bytes{kind}`) in `metrics`.
+    /// (`analytics_reports{outcome}`, `analytics_sessions`, `analytics_bytes{kind}`,
+    /// `analytics_cdn_bytes{reason}`) in `metrics`.
     ///
     /// # Errors
     /// [`ConfigError`] when `config` does not pass [`Config::validate`].
@@ -67,10 +69,16 @@ impl AppState {
             reports: Family::default(),
             sessions: Gauge::default(),
             bytes: Family::default(),
+            cdn_bytes: Family::default(),
         };
         metrics.register("analytics_reports", "Usage reports received, by outcome", inner.reports.clone());
         metrics.register("analytics_sessions", "Sessions held now", inner.sessions.clone());
         metrics.register("analytics_bytes", "Segment bytes reported, by source", inner.bytes.clone());
+        metrics.register(
+            "analytics_cdn_bytes",
+            "CDN segment bytes reported, by why the agent went to the CDN",
+            inner.cdn_bytes.clone(),
+        );
         Ok(Self { inner: Arc::new(inner) })
     }
 

@@ -17,6 +17,8 @@ pub(crate) struct Counters {
     pub(crate) p2p_down_bytes: u64,
     pub(crate) p2p_up_bytes: u64,
     pub(crate) stalls: u64,
+    /// `http_bytes` by reason, in [`protocol::api::CdnBytesByReason::by_name`] order.
+    pub(crate) cdn_bytes: [u64; 8],
 }
 
 impl Counters {
@@ -26,6 +28,7 @@ impl Counters {
             p2p_down_bytes: report.p2p_down_bytes,
             p2p_up_bytes: report.p2p_up_bytes,
             stalls: u64::from(report.stalls),
+            cdn_bytes: report.cdn_bytes.by_name().map(|(_, b)| b),
         }
     }
 
@@ -36,6 +39,7 @@ impl Counters {
             p2p_down_bytes: self.p2p_down_bytes.saturating_sub(other.p2p_down_bytes),
             p2p_up_bytes: self.p2p_up_bytes.saturating_sub(other.p2p_up_bytes),
             stalls: self.stalls.saturating_sub(other.stalls),
+            cdn_bytes: std::array::from_fn(|i| self.cdn_bytes[i].saturating_sub(other.cdn_bytes[i])),
         }
     }
 }
@@ -196,6 +200,7 @@ fn add(a: Counters, b: Counters) -> Counters {
         p2p_down_bytes: a.p2p_down_bytes.saturating_add(b.p2p_down_bytes),
         p2p_up_bytes: a.p2p_up_bytes.saturating_add(b.p2p_up_bytes),
         stalls: a.stalls.saturating_add(b.stalls),
+        cdn_bytes: std::array::from_fn(|i| a.cdn_bytes[i].saturating_add(b.cdn_bytes[i])),
     }
 }
 
@@ -233,6 +238,7 @@ mod tests {
             peers: 1,
             rendition: 0,
             stalls: 0,
+            cdn_bytes: protocol::api::CdnBytesByReason::default(),
         }
     }
 
@@ -259,7 +265,7 @@ mod tests {
         let t0 = Instant::now();
         let mut store = UsageStore::new(100, 100, WINDOW);
         let first = store.ingest(t0, &report("a", "live", 1, 10, 20)).unwrap();
-        let delta = Counters { http_bytes: 10, p2p_down_bytes: 20, p2p_up_bytes: 10, stalls: 0 };
+        let delta = Counters { http_bytes: 10, p2p_down_bytes: 20, p2p_up_bytes: 10, ..Counters::default() };
         assert_eq!(first, Ingested::Accepted { delta, new_session: true });
         assert_eq!(store.ingest(t0, &report("a", "live", 1, 10, 20)).unwrap(), Ingested::Stale);
         assert_eq!(store.ingest(t0, &report("a", "live", 0, 5, 5)).unwrap(), Ingested::Stale);

@@ -1,7 +1,7 @@
 //! Analytics on a real socket: ingest, idempotence, summaries and bad input.
 #![allow(clippy::unwrap_used)]
 
-use protocol::api::{ErrorBody, MAX_NAME_LEN, MAX_REQUEST_BYTES, Summary, UsageReport};
+use protocol::api::{CdnBytesByReason, ErrorBody, MAX_NAME_LEN, MAX_REQUEST_BYTES, Summary, UsageReport};
 use reqwest::StatusCode;
 use service::LoopbackServer;
 use swarmcast_analytics::{Config, run};
@@ -29,6 +29,12 @@ fn report(session: &str, seq: u64, http_bytes: u64, p2p_down_bytes: u64) -> Usag
         peers: 2,
         rendition: 0,
         stalls: 1,
+        // A fifth of the CDN bytes were a joiner's, the rest seeding.
+        cdn_bytes: CdnBytesByReason {
+            startup_alone: http_bytes / 5,
+            seed: http_bytes - http_bytes / 5,
+            ..Default::default()
+        },
     }
 }
 
@@ -74,6 +80,8 @@ async fn reports_add_up_into_a_summary_and_repeats_count_once() {
     assert!(metrics.contains(r#"analytics_reports_total{outcome="stale"} 2"#), "{metrics}");
     assert!(metrics.contains(r#"analytics_bytes_total{kind="p2p_down"} 7000"#), "{metrics}");
     assert!(metrics.contains("analytics_sessions 2"), "{metrics}");
+    assert!(metrics.contains(r#"analytics_cdn_bytes_total{reason="seed"} 800"#), "{metrics}");
+    assert!(metrics.contains(r#"analytics_cdn_bytes_total{reason="startup_alone"} 200"#), "{metrics}");
 }
 
 #[tokio::test]

@@ -2,7 +2,7 @@
 //! JSON, reconnect backoff. Everything here is unit-tested natively.
 
 use engine::{SegmentInfo, Stats};
-use protocol::api::UsageReport;
+use protocol::api::{CdnBytesByReason, UsageReport};
 use serde::Deserialize;
 
 /// Longest options or segment-list JSON accepted from the page, in bytes.
@@ -232,6 +232,24 @@ pub(crate) fn usage_report(options: &AgentOptions, session: &str, seq: u64, c: &
         peers: c.engine.peers_connected,
         rendition: c.rendition.unwrap_or(0),
         stalls: c.stalls,
+        cdn_bytes: cdn_bytes(c),
+    }
+}
+
+/// The engine's CDN bytes by reason, with the direct downloads made before the engine existed
+/// counted as a joiner's first segments (`startup_alone`); they sum to `http_bytes()`.
+fn cdn_bytes(c: &Counters) -> CdnBytesByReason {
+    use engine::CdnReason as R;
+    let b = |r: R| c.engine.cdn_bytes_by_reason[r.index()];
+    CdnBytesByReason {
+        startup_alone: b(R::StartupAlone) + c.direct_http_bytes,
+        startup: b(R::Startup),
+        seed: b(R::Seed),
+        deadline_busy: b(R::DeadlineBusy),
+        deadline_alone: b(R::DeadlineAlone),
+        retry: b(R::Retry),
+        churn: b(R::Churn),
+        other: b(R::Other),
     }
 }
 
@@ -418,10 +436,15 @@ mod tests {
     fn usage_report_sums_direct_and_engine_bytes() {
         let mut c = Counters { direct_http_bytes: 7, rendition: Some(2), stalls: 1, ..Counters::default() };
         c.engine.http_bytes = 3;
+        c.engine.cdn_bytes_by_reason[engine::CdnReason::Seed.index()] = 2;
+        c.engine.cdn_bytes_by_reason[engine::CdnReason::Retry.index()] = 1;
         c.engine.p2p_down_bytes = 10;
         let o = AgentOptions { customer: "c".into(), content: "k".into(), ..AgentOptions::default() };
         let r = usage_report(&o, "s", 4, &c);
         assert_eq!((r.http_bytes, r.p2p_down_bytes, r.seq, r.rendition, r.stalls), (10, 10, 4, 2, 1));
+        // Direct downloads count as a joiner's first segments; the reasons sum to http_bytes.
+        assert_eq!((r.cdn_bytes.startup_alone, r.cdn_bytes.seed, r.cdn_bytes.retry), (7, 2, 1));
+        assert_eq!(r.cdn_bytes.by_name().iter().map(|(_, b)| b).sum::<u64>(), r.http_bytes);
     }
 
     #[test]

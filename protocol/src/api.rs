@@ -257,6 +257,50 @@ pub struct UsageReport {
     /// Stalls (playback waiting for data) since the session started.
     #[serde(default)]
     pub stalls: u32,
+    /// `http_bytes` split by why the agent went to the CDN (absent from older agents: all 0).
+    #[serde(default)]
+    pub cdn_bytes: CdnBytesByReason,
+}
+
+/// A session's CDN segment bytes by why the agent fetched them from the CDN, cumulative, in
+/// bytes. The reasons are the engine's (`engine::CdnReason`); their sum is the session's
+/// [`UsageReport::http_bytes`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CdnBytesByReason {
+    /// A joiner's first segments, before any data channel was open (or before the agent ran).
+    pub startup_alone: u64,
+    /// Before playback started, with channels open but no peer holding the segment.
+    pub startup: u64,
+    /// The deliberate fetch of a new segment nobody around had (one viewer per segment).
+    pub seed: u64,
+    /// The deadline came while peers that had the segment were busy.
+    pub deadline_busy: u64,
+    /// The deadline came and no connected peer had the segment.
+    pub deadline_alone: u64,
+    /// The deadline came after a peer transfer was given up (slow, stalled, refused, corrupt).
+    pub retry: u64,
+    /// The deadline came after the sending peer left mid-transfer.
+    pub churn: u64,
+    /// Everything else (old segments nobody holds, unverified copies, refetches).
+    pub other: u64,
+}
+
+impl CdnBytesByReason {
+    /// The reasons' names (snake_case, as serialized) and byte counts, in a fixed order.
+    #[must_use]
+    pub fn by_name(&self) -> [(&'static str, u64); 8] {
+        [
+            ("startup_alone", self.startup_alone),
+            ("startup", self.startup),
+            ("seed", self.seed),
+            ("deadline_busy", self.deadline_busy),
+            ("deadline_alone", self.deadline_alone),
+            ("retry", self.retry),
+            ("churn", self.churn),
+            ("other", self.other),
+        ]
+    }
 }
 
 /// Answer of `GET /v1/summary?content=` (analytics): totals over all sessions of a content.
@@ -389,8 +433,10 @@ mod tests {
             peers: 2,
             rendition: 1,
             stalls: 0,
+            cdn_bytes: CdnBytesByReason { seed: 10, ..CdnBytesByReason::default() },
         };
         let json = serde_json::to_string(&r).unwrap();
+        assert!(json.contains("\"seed\":10"));
         assert!(json.contains("\"p2p_down_bytes\":20"));
         assert_eq!(serde_json::from_str::<UsageReport>(&json).unwrap(), r);
     }

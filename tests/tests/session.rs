@@ -236,6 +236,7 @@ impl Stack {
             peers: 1,
             rendition: 1,
             stalls: 0,
+            cdn_bytes: Default::default(),
         };
         self.post(&format!("{}/v1/usage", agent.config.analytics_url), &report).await.status()
     }
