@@ -58,8 +58,7 @@ impl AppState {
         inner.bytes.get_or_create(&[("kind", "http")]).inc_by(delta.http_bytes);
         inner.bytes.get_or_create(&[("kind", "p2p_down")]).inc_by(delta.p2p_down_bytes);
         inner.bytes.get_or_create(&[("kind", "p2p_up")]).inc_by(delta.p2p_up_bytes);
-        let names = protocol::api::CdnBytesByReason::default().by_name();
-        for ((reason, _), bytes) in names.into_iter().zip(delta.cdn_bytes) {
+        for (reason, bytes) in protocol::api::CdnBytesByReason::NAMES.into_iter().zip(delta.cdn_bytes) {
             if bytes > 0 {
                 inner.cdn_bytes.get_or_create(&[("reason", reason)]).inc_by(bytes);
             }

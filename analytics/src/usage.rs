@@ -17,7 +17,7 @@ pub(crate) struct Counters {
     pub(crate) p2p_down_bytes: u64,
     pub(crate) p2p_up_bytes: u64,
     pub(crate) stalls: u64,
-    /// `http_bytes` by reason, in [`protocol::api::CdnBytesByReason::by_name`] order.
+    /// `http_bytes` by reason, in [`protocol::api::CdnBytesByReason::NAMES`] order.
     pub(crate) cdn_bytes: [u64; 8],
 }
 
@@ -28,7 +28,7 @@ impl Counters {
             p2p_down_bytes: report.p2p_down_bytes,
             p2p_up_bytes: report.p2p_up_bytes,
             stalls: u64::from(report.stalls),
-            cdn_bytes: report.cdn_bytes.by_name().map(|(_, b)| b),
+            cdn_bytes: report.cdn_bytes.counts(),
         }
     }
 

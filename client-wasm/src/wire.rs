@@ -239,18 +239,9 @@ pub(crate) fn usage_report(options: &AgentOptions, session: &str, seq: u64, c: &
 /// The engine's CDN bytes by reason, with the direct downloads made before the engine existed
 /// counted as a joiner's first segments (`startup_alone`); they sum to `http_bytes()`.
 fn cdn_bytes(c: &Counters) -> CdnBytesByReason {
-    use engine::CdnReason as R;
-    let b = |r: R| c.engine.cdn_bytes_by_reason[r.index()];
-    CdnBytesByReason {
-        startup_alone: b(R::StartupAlone) + c.direct_http_bytes,
-        startup: b(R::Startup),
-        seed: b(R::Seed),
-        deadline_busy: b(R::DeadlineBusy),
-        deadline_alone: b(R::DeadlineAlone),
-        retry: b(R::Retry),
-        churn: b(R::Churn),
-        other: b(R::Other),
-    }
+    let mut counts = c.engine.cdn_bytes_by_reason;
+    counts[engine::CdnReason::StartupAlone.index()] += c.direct_http_bytes;
+    CdnBytesByReason::from_counts(counts)
 }
 
 /// Serializes the page's view of the counters (`agent.stats()`, camelCase keys): `httpBytes`,

@@ -200,19 +200,11 @@ impl CdnReason {
         self as usize
     }
 
-    /// A short snake_case name (for tables and CSV columns).
+    /// A short snake_case name (for tables and CSV columns), as usage reports carry it
+    /// ([`protocol::api::CdnBytesByReason::NAMES`], in the same order).
     #[must_use]
     pub const fn name(self) -> &'static str {
-        match self {
-            Self::StartupAlone => "startup_alone",
-            Self::Startup => "startup",
-            Self::Seed => "seed",
-            Self::DeadlineBusy => "deadline_busy",
-            Self::DeadlineAlone => "deadline_alone",
-            Self::Retry => "retry",
-            Self::Churn => "churn",
-            Self::Other => "other",
-        }
+        protocol::api::CdnBytesByReason::NAMES[self.index()]
     }
 }
 

@@ -287,19 +287,38 @@ pub struct CdnBytesByReason {
 }
 
 impl CdnBytesByReason {
-    /// The reasons' names (snake_case, as serialized) and byte counts, in a fixed order.
+    /// The reasons' names, snake_case as serialized, in the order of [`Self::counts`] (and of
+    /// the engine's `CdnReason::index`).
+    pub const NAMES: [&'static str; 8] =
+        ["startup_alone", "startup", "seed", "deadline_busy", "deadline_alone", "retry", "churn", "other"];
+
+    /// Byte counts in [`Self::NAMES`] order.
+    #[must_use]
+    pub fn counts(&self) -> [u64; 8] {
+        [
+            self.startup_alone,
+            self.startup,
+            self.seed,
+            self.deadline_busy,
+            self.deadline_alone,
+            self.retry,
+            self.churn,
+            self.other,
+        ]
+    }
+
+    /// From byte counts in [`Self::NAMES`] order.
+    #[must_use]
+    pub fn from_counts(c: [u64; 8]) -> Self {
+        let [startup_alone, startup, seed, deadline_busy, deadline_alone, retry, churn, other] = c;
+        Self { startup_alone, startup, seed, deadline_busy, deadline_alone, retry, churn, other }
+    }
+
+    /// The reasons' names and byte counts, in [`Self::NAMES`] order.
     #[must_use]
     pub fn by_name(&self) -> [(&'static str, u64); 8] {
-        [
-            ("startup_alone", self.startup_alone),
-            ("startup", self.startup),
-            ("seed", self.seed),
-            ("deadline_busy", self.deadline_busy),
-            ("deadline_alone", self.deadline_alone),
-            ("retry", self.retry),
-            ("churn", self.churn),
-            ("other", self.other),
-        ]
+        let counts = self.counts();
+        std::array::from_fn(|i| (Self::NAMES[i], counts[i]))
     }
 }
 

@@ -23,7 +23,8 @@ test('viewers move from a killed CDN to the other one without stalling', { timeo
   const browser = await launchBrowser();
   t.after(() => browser.close());
   await waitForWindow(demo.config.master_url, 5);
-  const viewers = [await openViewer(browser, `${demo.url}?level=0${process.env.E2E_DEBUG ? '&debug' : ''}`), await openViewer(browser, `${demo.url}?level=0${process.env.E2E_DEBUG ? '&debug' : ''}`)];
+  const page = `${demo.url}?level=0${process.env.E2E_DEBUG ? '&debug' : ''}`;
+  const viewers = [await openViewer(browser, page), await openViewer(browser, page)];
   const deadline = Date.now() + BEFORE_MS + 60_000;
   for (;;) {
     const played = await Promise.all(viewers.map(async (v) => (await readViewer(v)).monitor.playedMs));
