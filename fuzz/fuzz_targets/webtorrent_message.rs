@@ -1,5 +1,5 @@
-//! Decodes arbitrary text as a WebTorrent tracker frame (what `/announce` reads from a client): it
-//! must never panic, every bound must hold, and what the tracker sends on for a decoded frame (the
+//! Decodes arbitrary bytes as a WebTorrent tracker frame (what `/announce` reads from a client,
+//! decoded in place as the tracker does): it must never panic, every bound must hold, and what the tracker sends on for a decoded frame (the
 //! relayed offers and answer) must encode to JSON whose ids decode back to the same 20 bytes.
 #![no_main]
 
@@ -15,9 +15,10 @@ fn id_field(json: &str, key: &str) -> Id20 {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
-    let Ok(request) = webtorrent::parse(text) else { return };
-    assert!(text.len() <= MAX_FRAME_BYTES);
+    let mut frame = data.to_vec();
+    let Ok(request) = webtorrent::Decoder::default().decode(&mut frame) else { return };
+    assert!(data.len() <= MAX_FRAME_BYTES);
+    assert!(std::str::from_utf8(data).is_ok(), "decoded a frame that is not UTF-8");
     match request {
         Request::Scrape(hashes) => {
             assert!(hashes.len() <= MAX_SCRAPE_HASHES);

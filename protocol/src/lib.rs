@@ -24,6 +24,7 @@ pub mod intro;
 pub mod peer;
 pub mod signal;
 pub mod token;
+#[cfg(feature = "webtorrent")]
 pub mod webtorrent;
 
 pub use ids::{IdError, PeerId, SegmentId, SwarmId};

@@ -7,7 +7,7 @@
 //! (`failure reason`). `info_hash`, `peer_id`, `offer_id` and `to_peer_id` are strings of exactly
 //! 20 characters, each at most U+00FF ("binary" strings); they are held as 20 bytes.
 //!
-//! [`parse`] is bounded: at most [`MAX_FRAME_BYTES`] of text, [`MAX_OFFERS`] offers and
+//! [`Decoder::decode`] is bounded: at most [`MAX_FRAME_BYTES`] of text, [`MAX_OFFERS`] offers and
 //! [`MAX_SCRAPE_HASHES`] scraped hashes; anything else is an error, never a panic.
 
 use std::borrow::Cow;
@@ -42,16 +42,17 @@ impl fmt::Debug for Id20 {
 
 impl Serialize for Id20 {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        // Each byte is one character U+0000..U+00FF: at most 2 bytes of UTF-8, so 40 in all,
-        // encoded on the stack (no allocation per id).
-        let mut buf = [0u8; 40];
-        let mut len = 0;
-        for &b in &self.0 {
-            len += char::from(b).encode_utf8(&mut buf[len..]).len();
+        thread_local! {
+            /// Each byte becomes one character U+0000..U+00FF (at most 40 bytes of UTF-8).
+            /// `String::push` needs no UTF-8 check, unlike building the bytes and converting them
+            /// (that check was 3 % of the endpoint's CPU), and the buffer is reused.
+            static TEXT: std::cell::RefCell<String> = std::cell::RefCell::new(String::with_capacity(40));
         }
-        // Whole characters were written above, so this is valid UTF-8.
-        let text = std::str::from_utf8(&buf[..len]).map_err(serde::ser::Error::custom)?;
-        serializer.serialize_str(text)
+        TEXT.with_borrow_mut(|text| {
+            text.clear();
+            text.extend(self.0.iter().map(|&b| char::from(b)));
+            serializer.serialize_str(text)
+        })
     }
 }
 
@@ -71,28 +72,33 @@ impl Visitor<'_> for Id20Visitor {
     }
 
     fn visit_str<E: de::Error>(self, s: &str) -> Result<Id20, E> {
-        // Byte by byte: a character up to U+00FF is one byte of UTF-8 (below 0x80) or two
-        // (0xC2 or 0xC3, then a continuation byte carrying the low 6 bits).
-        let mut out = [0u8; 20];
-        let mut n = 0;
-        let mut bytes = s.as_bytes().iter();
-        while let Some(&b) = bytes.next() {
-            let byte = match b {
-                0x00..=0x7F => b,
-                0xC2 | 0xC3 => {
-                    // `s` is valid UTF-8, so a lead byte is followed by its continuation byte.
-                    let low = bytes.next().copied().unwrap_or(0x80);
-                    ((b & 0x03) << 6) | (low & 0x3F)
-                }
-                _ => return Err(E::custom("character above U+00FF")),
-            };
-            *out.get_mut(n).ok_or_else(|| E::custom("longer than 20 characters"))? = byte;
-            n += 1;
+        let bytes = s.as_bytes();
+        if !(20..=40).contains(&bytes.len()) {
+            return Err(E::custom("not 20 characters"));
+        }
+        // Without branches on the data (random ids mispredict every other byte): a character up
+        // to U+00FF is one byte of UTF-8 (below 0x80) or a lead byte 0xC2/0xC3 and a
+        // continuation byte with the low 6 bits. `s` is valid UTF-8, so a byte above 0xC3 can
+        // only start a character above U+00FF. Every byte but a continuation byte starts a
+        // character: write its value at the next place.
+        let mut out = [0u8; 41];
+        let (mut n, mut above_ff) = (0usize, false);
+        for (i, &b) in bytes.iter().enumerate() {
+            let next = bytes.get(i + 1).copied().unwrap_or(0);
+            let two_byte = ((b & 0x03) << 6) | (next & 0x3F);
+            out[n.min(40)] = if b >= 0xC0 { two_byte } else { b };
+            n += usize::from(b & 0xC0 != 0x80);
+            above_ff |= b > 0xC3;
+        }
+        if above_ff {
+            return Err(E::custom("character above U+00FF"));
         }
         if n != 20 {
-            return Err(E::custom("shorter than 20 characters"));
+            return Err(E::custom("not 20 characters"));
         }
-        Ok(Id20(out))
+        let mut id = [0u8; 20];
+        id.copy_from_slice(&out[..20]);
+        Ok(Id20(id))
     }
 }
 
@@ -278,17 +284,57 @@ fn bounded_offers<'de: 'a, 'a, D: Deserializer<'de>>(deserializer: D) -> Result<
     deserializer.deserialize_option(V(std::marker::PhantomData))
 }
 
-/// Decodes one client frame.
+/// Decodes client frames. Holds simd-json's scratch buffers, so a caller that keeps one decoder
+/// per thread or connection allocates them once instead of per frame.
+pub struct Decoder {
+    buffers: simd_json::Buffers,
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        // Sized for a 10-offer announce of real browsers (about 10 KiB); they grow if needed.
+        Self { buffers: simd_json::Buffers::new(16 * 1024) }
+    }
+}
+
+impl fmt::Debug for Decoder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Decoder")
+    }
+}
+
+impl Decoder {
+    /// Decodes one client frame (the bytes of a websocket text message). The JSON is decoded in
+    /// place with simd-json: strings are unescaped into `frame` itself, so every SDP borrows from
+    /// it, and `frame` holds garbage afterwards. simd-json checks that `frame` is UTF-8.
+    ///
+    /// # Errors
+    /// [`WebTorrentError::TooLarge`] above [`MAX_FRAME_BYTES`]; [`WebTorrentError::Malformed`]
+    /// for bad UTF-8 or JSON, ids that are not 20 binary characters, an announce without
+    /// `info_hash` or `peer_id`, an answer without `to_peer_id` and `offer_id`, or a bound
+    /// exceeded.
+    pub fn decode<'a>(&mut self, frame: &'a mut [u8]) -> Result<Request<'a>, WebTorrentError> {
+        if frame.len() > MAX_FRAME_BYTES {
+            return Err(WebTorrentError::TooLarge(frame.len()));
+        }
+        let frame: Frame<'a> = simd_json::serde::from_slice_with_buffers(frame, &mut self.buffers)
+            .map_err(|e| WebTorrentError::Malformed(e.to_string()))?;
+        request(frame)
+    }
+}
+
+/// Decodes one client frame from text with a fresh [`Decoder`] (tests and tools; the tracker
+/// keeps its decoders). The returned request owns copies of the strings it borrows.
 ///
 /// # Errors
-/// [`WebTorrentError::TooLarge`] above [`MAX_FRAME_BYTES`]; [`WebTorrentError::Malformed`] for
-/// bad JSON, ids that are not 20 binary characters, an announce without `info_hash` or
-/// `peer_id`, an answer without `to_peer_id` and `offer_id`, or a bound exceeded.
-pub fn parse(text: &str) -> Result<Request<'_>, WebTorrentError> {
-    if text.len() > MAX_FRAME_BYTES {
-        return Err(WebTorrentError::TooLarge(text.len()));
-    }
-    let frame: Frame<'_> = serde_json::from_str(text).map_err(|e| WebTorrentError::Malformed(e.to_string()))?;
+/// As [`Decoder::decode`].
+pub fn parse_owned(text: &str) -> Result<Request<'static>, WebTorrentError> {
+    let mut bytes = text.as_bytes().to_vec();
+    Decoder::default().decode(&mut bytes).map(Request::into_owned)
+}
+
+/// Checks the fields an action needs and builds the request.
+fn request(frame: Frame<'_>) -> Result<Request<'_>, WebTorrentError> {
     let malformed = |what: &str| WebTorrentError::Malformed(what.to_owned());
     match frame.action {
         Action::Scrape => Ok(Request::Scrape(match frame.info_hash {
@@ -319,6 +365,39 @@ pub fn parse(text: &str) -> Result<Request<'_>, WebTorrentError> {
                 answer,
             }))
         }
+    }
+}
+
+impl Request<'_> {
+    /// The same request with its strings copied out of the frame.
+    pub fn into_owned(self) -> Request<'static> {
+        match self {
+            Request::Scrape(ids) => Request::Scrape(ids),
+            Request::Announce(a) => Request::Announce(Announce {
+                info_hash: a.info_hash,
+                peer_id: a.peer_id,
+                event: a.event,
+                seeder: a.seeder,
+                numwant: a.numwant,
+                offers: a
+                    .offers
+                    .into_iter()
+                    .map(|o| OfferIn { offer: o.offer.into_owned(), offer_id: o.offer_id })
+                    .collect(),
+                answer: a.answer.map(|x| AnswerIn {
+                    to_peer_id: x.to_peer_id,
+                    offer_id: x.offer_id,
+                    answer: x.answer.into_owned(),
+                }),
+            }),
+        }
+    }
+}
+
+impl Sdp<'_> {
+    /// The same description with owned strings.
+    pub fn into_owned(self) -> Sdp<'static> {
+        Sdp { kind: Cow::Owned(self.kind.into_owned()), sdp: Cow::Owned(self.sdp.into_owned()) }
     }
 }
 

@@ -15,7 +15,7 @@ fn an_announce_with_offers_decodes() {
     let text = format!(
         r#"{{"action":"announce","info_hash":"{HASH}","peer_id":"{PEER}","event":"started","left":5,"uploaded":0,"downloaded":0,"numwant":5,"offers":[{{"offer":{{"type":"offer","sdp":"v=0\r\na=x"}},"offer_id":"bbbbbbbbbbbbbbbbbbbb"}}]}}"#
     );
-    let Request::Announce(a) = parse(&text).unwrap() else { panic!("not an announce") };
+    let Request::Announce(a) = parse_owned(&text).unwrap() else { panic!("not an announce") };
     assert_eq!(
         (a.info_hash, a.peer_id, a.event, a.seeder, a.numwant),
         (id(HASH), id(PEER), Event::Started, false, Some(5))
@@ -31,13 +31,13 @@ fn an_answer_and_a_bare_update_decode() {
     let text = format!(
         r#"{{"action":"announce","info_hash":"{HASH}","peer_id":"{PEER}","to_peer_id":"cccccccccccccccccccc","offer_id":"bbbbbbbbbbbbbbbbbbbb","answer":{{"type":"answer","sdp":"v=0"}},"left":0,"numwant":0}}"#
     );
-    let Request::Announce(a) = parse(&text).unwrap() else { panic!("not an announce") };
+    let Request::Announce(a) = parse_owned(&text).unwrap() else { panic!("not an announce") };
     let answer = a.answer.unwrap();
     assert_eq!((answer.to_peer_id, answer.offer_id), (id("cccccccccccccccccccc"), id("bbbbbbbbbbbbbbbbbbbb")));
     assert!(a.seeder);
     let update =
         format!(r#"{{"action":"announce","info_hash":"{HASH}","peer_id":"{PEER}","offers":null,"left":null}}"#);
-    let Request::Announce(a) = parse(&update).unwrap() else { panic!("not an announce") };
+    let Request::Announce(a) = parse_owned(&update).unwrap() else { panic!("not an announce") };
     assert_eq!((a.event, a.offers.len(), a.seeder), (Event::Update, 0, false));
 }
 
@@ -45,12 +45,12 @@ fn an_answer_and_a_bare_update_decode() {
 fn binary_ids_hold_bytes_up_to_ff_and_round_trip() {
     let binary: String = (0u8..20).map(|b| char::from(b * 12)).collect();
     let text = serde_json::to_string(&serde_json::json!({"action":"scrape","info_hash":[binary, HASH]})).unwrap();
-    let Request::Scrape(hashes) = parse(&text).unwrap() else { panic!("not a scrape") };
+    let Request::Scrape(hashes) = parse_owned(&text).unwrap() else { panic!("not a scrape") };
     let expected: [u8; 20] = std::array::from_fn(|i| i as u8 * 12);
     assert_eq!(hashes, vec![Id20(expected), id(HASH)]);
     let again = to_json(&hashes[0]);
     assert_eq!(serde_json::from_str::<Id20>(&again).unwrap(), hashes[0]);
-    assert_eq!(parse(r#"{"action":"scrape"}"#).unwrap(), Request::Scrape(Vec::new()));
+    assert_eq!(parse_owned(r#"{"action":"scrape"}"#).unwrap(), Request::Scrape(Vec::new()));
 }
 
 #[test]
@@ -79,9 +79,9 @@ fn bad_frames_are_errors() {
         vec![offer; MAX_OFFERS + 1].join(",")
     );
     for bad in [&too_long, &wide, &no_peer, &lonely_answer, &many, "{", r#"{"action":"connect"}"#] {
-        assert!(matches!(parse(bad), Err(WebTorrentError::Malformed(_))), "{bad}");
+        assert!(matches!(parse_owned(bad), Err(WebTorrentError::Malformed(_))), "{bad}");
     }
-    assert!(matches!(parse(&" ".repeat(MAX_FRAME_BYTES + 1)), Err(WebTorrentError::TooLarge(_))));
+    assert!(matches!(parse_owned(&" ".repeat(MAX_FRAME_BYTES + 1)), Err(WebTorrentError::TooLarge(_))));
 }
 
 #[test]

@@ -59,12 +59,11 @@ pub struct Config {
     /// A small buffer keeps a client that does not read from piling up messages in the kernel:
     /// they wait in (and overflow from) the bounded per-connection queue instead.
     pub tcp_send_buffer_bytes: usize,
-    /// Websocket read buffer per connection, allocated up front, in bytes.
-    pub ws_read_buffer_bytes: usize,
-    /// Outgoing websocket bytes buffered before a write goes to the socket, in bytes.
+    /// Outgoing websocket bytes gathered per connection before they go to TLS and the socket
+    /// together (one record and one write for a batch of messages), in bytes; a larger
+    /// message is written on its own. The read side keeps fastwebsockets' 8 KiB buffer, grown
+    /// to the largest frame read (at most 64 KiB).
     pub ws_write_buffer_bytes: usize,
-    /// Most outgoing websocket bytes buffered per connection, in bytes (above one 64 KiB frame).
-    pub ws_max_write_buffer_bytes: usize,
 }
 
 impl Default for Config {
@@ -92,9 +91,7 @@ impl Default for Config {
             webtorrent_max_connections: 100_000,
             webtorrent_max_swarms_per_connection: 16,
             tcp_send_buffer_bytes: 0,
-            ws_read_buffer_bytes: 4096,
             ws_write_buffer_bytes: 8192,
-            ws_max_write_buffer_bytes: 128 * 1024,
         }
     }
 }
@@ -112,8 +109,8 @@ pub enum ConfigError {
     /// `max_peers_per_response` is above what one introduction can name.
     #[error("max_peers_per_response must be at most {}", protocol::intro::MAX_INTRO_PEERS)]
     TooManyPeersPerResponse,
-    /// A WebTorrent limit or websocket buffer is 0, or the write buffer cannot hold one frame.
-    #[error("webtorrent limits must be above 0 and ws_max_write_buffer_bytes above ws_write_buffer_bytes + 64 KiB")]
+    /// A WebTorrent limit or the websocket write buffer is 0.
+    #[error("webtorrent limits and ws_write_buffer_bytes must be above 0")]
     WebTorrent,
     /// Only one of `tls_cert_pem` and `tls_key_pem` is set, or they cannot be loaded.
     #[error("tls: {0}")]
@@ -146,11 +143,10 @@ impl Config {
             self.webtorrent_max_pending_offers,
             self.webtorrent_idle_timeout_s as usize,
             self.webtorrent_max_swarms_per_connection,
-            self.ws_read_buffer_bytes,
+            self.ws_write_buffer_bytes,
         ]
         .contains(&0);
-        let frame = self.ws_write_buffer_bytes.saturating_add(protocol::webtorrent::MAX_FRAME_BYTES);
-        if zero || self.ws_max_write_buffer_bytes <= frame {
+        if zero {
             return Err(ConfigError::WebTorrent);
         }
         if self.tls_cert_pem.is_empty() != self.tls_key_pem.is_empty() {

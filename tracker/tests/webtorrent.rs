@@ -135,3 +135,42 @@ async fn the_endpoint_speaks_tls_with_a_self_signed_certificate() {
     exchange(&mut a, &mut b).await;
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test]
+async fn websocket_framing_pings_fragments_and_bounds() {
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+
+    let server = service::spawn_on_loopback(|l, stop| run(config(), l, stop)).await.unwrap();
+    // A plain GET is not an upgrade.
+    let plain = reqwest::get(format!("http://{}/announce", server.addr())).await.unwrap();
+    assert_eq!(plain.status(), 400);
+
+    let url = format!("ws://{}/announce", server.addr());
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    // A ping is answered with its payload.
+    ws.send(Message::Ping(b"hi".to_vec().into())).await.unwrap();
+    let pong = tokio::time::timeout(Duration::from_secs(10), ws.next()).await.unwrap();
+    assert!(matches!(&pong, Some(Ok(Message::Pong(p))) if p.as_ref() == b"hi"), "{pong:?}");
+    // Binary frames are ignored; the connection stays open.
+    ws.send(Message::binary(b"{}".to_vec())).await.unwrap();
+    // A request in three fragments is joined and answered.
+    let text = json!({"action": "scrape", "info_hash": HASH}).to_string().into_bytes();
+    let (head, rest) = text.split_at(5);
+    let (middle, tail) = rest.split_at(10);
+    ws.send(Message::Frame(Frame::message(head.to_vec(), OpCode::Data(Data::Text), false))).await.unwrap();
+    ws.send(Message::Frame(Frame::message(middle.to_vec(), OpCode::Data(Data::Continue), false))).await.unwrap();
+    ws.send(Message::Frame(Frame::message(tail.to_vec(), OpCode::Data(Data::Continue), true))).await.unwrap();
+    assert_eq!(next(&mut ws).await["action"], json!("scrape"));
+    // Invalid UTF-8 in a text frame closes that connection (RFC 6455 §8.1); the server goes on.
+    ws.send(Message::Frame(Frame::message(b"{\"action\":\"\xff\"}".to_vec(), OpCode::Data(Data::Text), true)))
+        .await
+        .ok();
+    // Fragments adding up to more than 64 KiB close the connection.
+    let (mut big, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let chunk = vec![b' '; 40 * 1024];
+    big.send(Message::Frame(Frame::message(chunk.clone(), OpCode::Data(Data::Text), false))).await.unwrap();
+    let _ = big.send(Message::Frame(Frame::message(chunk, OpCode::Data(Data::Continue), true))).await;
+    let end = tokio::time::timeout(Duration::from_secs(10), big.next()).await.expect("closed within 10 s");
+    assert!(!matches!(end, Some(Ok(Message::Text(_)))), "{end:?}");
+}

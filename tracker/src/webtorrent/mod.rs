@@ -9,17 +9,23 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use axum::extract::State;
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::response::{IntoResponse, Response};
-use futures_util::{SinkExt, StreamExt};
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use fastwebsockets::{Frame, OpCode, Payload, WebSocket};
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use protocol::webtorrent::{self, ErrorOut, Event, Id20, Request, to_json};
+use protocol::webtorrent::{self, ErrorOut, Event, Id20, to_json};
 use service::Metrics;
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
+use tokio::io::BufWriter;
+
+use foldhash::fast::RandomState;
 use tokio::sync::mpsc;
 
 use crate::{AppState, Config};
@@ -41,7 +47,7 @@ pub(crate) struct Hub {
 
 struct HubInner {
     swarms: Swarms,
-    queues: HashMap<ConnId, mpsc::Sender<Utf8Bytes>>,
+    queues: HashMap<ConnId, mpsc::Sender<Out>, RandomState>,
 }
 
 impl Hub {
@@ -56,7 +62,7 @@ impl Hub {
         };
         let seed = rand::random();
         let hub = Self {
-            inner: Mutex::new(HubInner { swarms: Swarms::new(limits, seed), queues: HashMap::new() }),
+            inner: Mutex::new(HubInner { swarms: Swarms::new(limits, seed), queues: HashMap::default() }),
             next_conn: AtomicU64::new(0),
             epoch: Instant::now(),
             connections: Gauge::default(),
@@ -109,49 +115,86 @@ impl Hub {
     }
 }
 
-/// `GET /announce`: the websocket upgrade (503 when `webtorrent_max_connections` are open).
-pub(crate) async fn upgrade(
-    State(state): State<AppState>,
-    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
-) -> Response {
-    let ws = match ws {
-        Ok(ws) => ws,
-        Err(rejection) => return rejection.into_response(),
-    };
-    let config = &state.inner.config;
+/// `GET /announce`: the websocket upgrade (RFC 6455 §4.2; 400 when the request is not one,
+/// 503 when `webtorrent_max_connections` are open).
+pub(crate) async fn upgrade(State(state): State<AppState>, mut request: Request) -> Response {
     let hub = &state.inner.webtorrent;
-    if usize::try_from(hub.connections.get()).unwrap_or(0) >= config.webtorrent_max_connections {
-        hub.reject("full");
-        return service::error_response(axum::http::StatusCode::SERVICE_UNAVAILABLE, "full", "too many connections");
+    if !fastwebsockets::upgrade::is_upgrade_request(&request) {
+        hub.reject("not_websocket");
+        return service::error_response(StatusCode::BAD_REQUEST, "not_websocket", "expected a websocket upgrade");
     }
-    ws.max_message_size(webtorrent::MAX_FRAME_BYTES)
-        .max_frame_size(webtorrent::MAX_FRAME_BYTES)
-        .read_buffer_size(config.ws_read_buffer_bytes)
-        .write_buffer_size(config.ws_write_buffer_bytes)
-        .max_write_buffer_size(config.ws_max_write_buffer_bytes)
-        .on_upgrade(move |socket| connection(state, socket))
+    if usize::try_from(hub.connections.get()).unwrap_or(0) >= state.inner.config.webtorrent_max_connections {
+        hub.reject("full");
+        return service::error_response(StatusCode::SERVICE_UNAVAILABLE, "full", "too many connections");
+    }
+    let (response, upgraded) = match fastwebsockets::upgrade::upgrade(&mut request) {
+        Ok(upgrade) => upgrade,
+        Err(e) => {
+            hub.reject("bad_upgrade");
+            return service::error_response(StatusCode::BAD_REQUEST, "bad_upgrade", e.to_string());
+        }
+    };
+    tokio::spawn(async move {
+        if let Ok(socket) = upgraded.await {
+            connection(state, socket).await;
+        }
+    });
+    response.map(Body::new)
+}
+
+/// The (info hash, peer id) pairs one connection announced; foldhash, seeded per process, as
+/// in the swarms.
+type Joined = HashSet<(Id20, Id20), RandomState>;
+
+/// What the writer half sends: messages from the swarms, and the replies the protocol owes.
+enum Out {
+    /// A JSON message (a text frame).
+    Text(Vec<u8>),
+    /// The answer to a ping, with its payload.
+    Pong(Vec<u8>),
 }
 
 /// Runs one connection until the client leaves, idles, or a write fails; then removes its peers.
-async fn connection(state: AppState, socket: WebSocket) {
+///
+/// fastwebsockets instead of tungstenite: under aquatic_ws_load_test, tungstenite's UTF-8
+/// check of every text frame (std's, slow on the ids' non-ASCII bytes) was 12 % of the
+/// endpoint's CPU; here the frame's bytes go straight to simd-json, which checks UTF-8 with SIMD
+/// while it decodes, in place, in the frame's own buffer.
+async fn connection(state: AppState, socket: WebSocket<TokioIo<Upgraded>>) {
     let config = &state.inner.config;
     let hub = &state.inner.webtorrent;
     let conn = hub.next_conn.fetch_add(1, Ordering::Relaxed);
-    let (queue, mut outgoing) = mpsc::channel::<Utf8Bytes>(config.webtorrent_queue_messages);
+    let (queue, mut outgoing) = mpsc::channel::<Out>(config.webtorrent_queue_messages);
+    let own = queue.clone();
     hub.lock().queues.insert(conn, queue);
     hub.connections.inc();
 
-    let (mut sink, mut stream) = socket.split();
+    let write_buffer = config.ws_write_buffer_bytes;
+    let (mut source, mut sink) = socket.split(|io| {
+        let (read, write) = tokio::io::split(io);
+        (read, BufWriter::with_capacity(write_buffer, write))
+    });
+    // Pings and closes are answered here (the writer owns the write half), and fragments are
+    // joined here, within the frame bound.
+    source.set_auto_pong(false);
+    source.set_auto_close(false);
+    source.set_max_message_size(webtorrent::MAX_FRAME_BYTES + 1);
+    sink.set_writev(false);
     let idle = Duration::from_secs(config.webtorrent_idle_timeout_s);
-    let mut joined: HashSet<(Id20, Id20)> = HashSet::new();
+    let mut joined: Joined = HashSet::default();
     // Reading and writing run side by side: a client that is busy sending must still have its
     // requests read while writes to it wait for it to read, or both would wait forever.
     let writer = async {
-        while let Some(text) = outgoing.recv().await {
-            // Write everything queued, then flush once.
-            let mut next = Some(text);
-            while let Some(text) = next.take() {
-                if sink.feed(Message::Text(text)).await.is_err() {
+        while let Some(out) = outgoing.recv().await {
+            // Write everything queued into the buffer, then flush once: one TLS record and one
+            // system call for the batch.
+            let mut next = Some(out);
+            while let Some(out) = next.take() {
+                let frame = match &out {
+                    Out::Text(text) => Frame::text(Payload::Borrowed(text)),
+                    Out::Pong(payload) => Frame::pong(Payload::Borrowed(payload)),
+                };
+                if sink.write_frame(frame).await.is_err() {
                     return;
                 }
                 next = outgoing.try_recv().ok();
@@ -162,13 +205,35 @@ async fn connection(state: AppState, socket: WebSocket) {
         }
     };
     let reader = async {
-        // None: idle for too long, the client left, or a protocol error.
-        while let Ok(Some(Ok(message))) = tokio::time::timeout(idle, stream.next()).await {
-            match message {
-                Message::Text(text) => on_text(&state, conn, text.as_str(), &mut joined),
-                Message::Close(_) => break,
-                Message::Binary(_) => hub.reject("binary"),
-                Message::Ping(_) | Message::Pong(_) => {}
+        let mut partial: Option<Vec<u8>> = None;
+        let mut no_obligations = |_: Frame<'_>| async { Ok::<(), std::io::Error>(()) };
+        // Ends when idle for too long, the client left, or a protocol error.
+        while let Ok(Ok(mut frame)) = tokio::time::timeout(idle, source.read_frame(&mut no_obligations)).await {
+            match frame.opcode {
+                OpCode::Text if frame.fin && partial.is_none() => {
+                    on_text(&state, conn, frame.payload.to_mut(), &mut joined);
+                }
+                OpCode::Text if partial.is_none() => partial = Some(frame.payload.to_vec()),
+                OpCode::Continuation if partial.is_some() => {
+                    let Some(mut text) = partial.take() else { break };
+                    if text.len() + frame.payload.len() > webtorrent::MAX_FRAME_BYTES {
+                        hub.reject("too_large");
+                        break;
+                    }
+                    text.extend_from_slice(&frame.payload);
+                    if frame.fin {
+                        on_text(&state, conn, &mut text, &mut joined);
+                    } else {
+                        partial = Some(text);
+                    }
+                }
+                OpCode::Binary => hub.reject("binary"),
+                OpCode::Ping => {
+                    let _ = own.try_send(Out::Pong(frame.payload.to_vec()));
+                }
+                OpCode::Pong => {}
+                // A close, or a fragment out of order.
+                _ => break,
             }
         }
     };
@@ -184,29 +249,38 @@ async fn connection(state: AppState, socket: WebSocket) {
     hub.connections.dec();
 }
 
-/// Handles one text frame of connection `conn`.
-fn on_text(state: &AppState, conn: ConnId, text: &str, joined: &mut HashSet<(Id20, Id20)>) {
-    let hub = &state.inner.webtorrent;
-    let request = match webtorrent::parse(text) {
-        Ok(request) => request,
+thread_local! {
+    /// One decoder per runtime thread: simd-json's scratch buffers are allocated once.
+    static DECODER: RefCell<webtorrent::Decoder> = RefCell::new(webtorrent::Decoder::default());
+}
+
+/// Handles one text frame of connection `conn`; `frame` is decoded in place.
+fn on_text(state: &AppState, conn: ConnId, frame: &mut [u8], joined: &mut Joined) {
+    DECODER.with_borrow_mut(|decoder| match decoder.decode(frame) {
+        Ok(request) => on_request(state, conn, request, joined),
         Err(e) => {
+            let hub = &state.inner.webtorrent;
             hub.reject("malformed");
             let reason = e.to_string();
             let error = to_json(&ErrorOut { failure_reason: &reason, action: None, info_hash: None });
             Outgoing { hub, queues: &hub.lock().queues }.push(conn, error);
-            return;
         }
-    };
+    });
+}
+
+/// Applies one decoded request of connection `conn`.
+fn on_request(state: &AppState, conn: ConnId, request: webtorrent::Request<'_>, joined: &mut Joined) {
+    let hub = &state.inner.webtorrent;
     let now_s = hub.now_s();
     let mut inner = hub.lock();
     let HubInner { swarms, queues } = &mut *inner;
     let mut out = Outgoing { hub, queues };
     match request {
-        Request::Scrape(hashes) => {
+        webtorrent::Request::Scrape(hashes) => {
             let text = swarms.scrape(&hashes);
             out.push(conn, text);
         }
-        Request::Announce(announce) => {
+        webtorrent::Request::Announce(announce) => {
             let key = (announce.info_hash, announce.peer_id);
             let known = joined.contains(&key);
             let max = state.inner.config.webtorrent_max_swarms_per_connection;
@@ -252,7 +326,7 @@ fn on_text(state: &AppState, conn: ConnId, text: &str, joined: &mut HashSet<(Id2
 /// reading), as aquatic_ws drops messages for a full connection channel.
 struct Outgoing<'a> {
     hub: &'a Hub,
-    queues: &'a HashMap<ConnId, mpsc::Sender<Utf8Bytes>>,
+    queues: &'a HashMap<ConnId, mpsc::Sender<Out>, RandomState>,
 }
 
 impl Outbox for Outgoing<'_> {
@@ -262,7 +336,7 @@ impl Outbox for Outgoing<'_> {
 
     fn push(&mut self, conn: ConnId, text: String) {
         let Some(queue) = self.queues.get(&conn) else { return };
-        if queue.try_send(Utf8Bytes::from(text)).is_err() {
+        if queue.try_send(Out::Text(text.into_bytes())).is_err() {
             self.hub.reject("queue_full");
         }
     }
