@@ -21,11 +21,22 @@ pub struct Config {
     /// Path of the operator's IP-range → AS/region table (CSV, see the `locality` module docs);
     /// empty: match on subnets only.
     pub ip_table: String,
+    /// Path of a MaxMind-format AS database (`.mmdb`: GeoLite2-ASN, GeoIP2-ISP, DB-IP ASN lite or
+    /// GeoIP2-Enterprise), read into memory at start (at most 512 MiB), for the addresses whose
+    /// AS number `ip_table` does not give; empty: none.
+    pub ip_asn_mmdb: String,
+    /// Path of a MaxMind-format place database (`.mmdb`: GeoLite2-City or -Country, GeoIP2-City,
+    /// DB-IP city lite, GeoIP2-Enterprise; may be the same file as `ip_asn_mmdb`), for the
+    /// addresses whose region `ip_table` does not give. The region is `FR-IDF` (country and first
+    /// subdivision), else `FR`, else `continent:EU`, matching `ip_table` regions of the same
+    /// name; empty: none.
+    pub ip_region_mmdb: String,
     /// Most recently active members of a swarm ranked per `peers` request, in peers; bounds the
     /// cost of one request in huge swarms.
     pub scan_limit: usize,
     /// Lifetime of the introductions returned with candidates (how long signalling relays offers
-    /// to them), in seconds.
+    /// to them), and of a WebTorrent offer awaiting its answer, in seconds (the latter capped at
+    /// 32,767).
     pub offer_ttl_s: u64,
     /// Take the client address from the first `X-Forwarded-For` entry (only behind a proxy that
     /// sets it); otherwise from the TCP peer.
@@ -76,6 +87,8 @@ impl Default for Config {
             max_peers_total: 1_000_000,
             peers_interval_ms: 5_000,
             ip_table: String::new(),
+            ip_asn_mmdb: String::new(),
+            ip_region_mmdb: String::new(),
             scan_limit: 512,
             offer_ttl_s: 120,
             trust_forwarded_for: false,
@@ -118,6 +131,9 @@ pub enum ConfigError {
     /// The IP-range table cannot be read.
     #[error("ip_table: {0}")]
     IpTable(#[from] crate::locality::TableError),
+    /// `ip_asn_mmdb` or `ip_region_mmdb` cannot be read or is not a MaxMind DB.
+    #[error("{0}")]
+    Mmdb(#[from] crate::mmdb::MmdbError),
 }
 
 impl Config {

@@ -25,6 +25,7 @@
 mod config;
 mod error;
 mod locality;
+mod mmdb;
 mod peer_key;
 mod probe;
 mod routes;
@@ -46,6 +47,7 @@ use tokio::net::TcpListener;
 pub use config::{Config, ConfigError};
 pub use error::ApiError;
 pub use locality::{IpTable, MAX_RANGES, MAX_REGIONS, TableError};
+pub use mmdb::{MAX_MMDB_BYTES, MmdbError};
 pub use probe::StateProbe;
 
 use std::collections::HashMap;
@@ -62,7 +64,7 @@ pub struct AppState {
 
 struct Inner {
     config: Config,
-    ip_table: IpTable,
+    locator: locality::Locator,
     /// Peering rules per (customer, content), from the distributor's tokens at `init`.
     rules: RwLock<HashMap<(String, String), PeeringRules>>,
     registry: Mutex<SwarmRegistry>,
@@ -78,22 +80,21 @@ struct Inner {
 impl AppState {
     /// Builds the state from a validated `config` and registers the tracker's metrics
     /// (`tracker_peers`, `tracker_swarms`, `tracker_inits`, `tracker_renewals`, `tracker_peers_requests`,
-    /// `tracker_track_requests`) in `metrics`.
+    /// `tracker_track_requests`, `tracker_mmdb_lookup_errors`) in `metrics`.
     ///
     /// # Errors
-    /// [`ConfigError`] when `config` does not pass [`Config::validate`].
+    /// [`ConfigError`] when `config` does not pass [`Config::validate`], or its IP table or
+    /// MaxMind databases cannot be loaded.
     pub fn new(config: Config, metrics: &Metrics) -> Result<Self, ConfigError> {
         config.validate()?;
-        let ip_table = match config.ip_table.as_str() {
-            "" => IpTable::default(),
-            path => IpTable::load(std::path::Path::new(path))?,
-        };
+        let mmdb_lookup_errors = Counter::default();
+        let locator = locality::Locator::from_config(&config, mmdb_lookup_errors.clone())?;
         let registry =
             SwarmRegistry::new(Duration::from_secs(config.peer_timeout_s), config.max_peers_total, config.scan_limit);
         let inner = Inner {
             webtorrent: webtorrent::Hub::new(&config, metrics),
             config,
-            ip_table,
+            locator,
             rules: RwLock::default(),
             registry: Mutex::new(registry),
             peers: Gauge::default(),
@@ -109,6 +110,11 @@ impl AppState {
         metrics.register("tracker_renewals", "Session tokens renewed for the same peerId", inner.renewals.clone());
         metrics.register("tracker_peers_requests", "Peer list requests answered", inner.peers_requests.clone());
         metrics.register("tracker_track_requests", "Rendition changes recorded", inner.track_requests.clone());
+        metrics.register(
+            "tracker_mmdb_lookup_errors",
+            "MaxMind database lookups that failed on a malformed record (located as unknown)",
+            mmdb_lookup_errors,
+        );
         Ok(Self { inner: Arc::new(inner) })
     }
 

@@ -12,9 +12,21 @@
 //!
 //! A network is a CIDR prefix or a `first-last` range; ranges must not overlap. Lookups are a
 //! binary search over the sorted ranges.
+//!
+//! MaxMind-format databases (the `mmdb` module) can add what the table leaves unknown: the
+//! [`Locator`] takes the table's AS number and region for an address when it has them (the
+//! operator's override), and asks the databases for the others. Regions from a database share
+//! the table's region ids by name (`FR-IDF`, `FR`, `continent:EU`), so a table region named
+//! `FR` is the same region as a database's `FR`.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use prometheus_client::metrics::counter::Counter;
+
+use crate::mmdb::{Mmdb, REGION_KEY_BYTES};
+use crate::{Config, ConfigError};
 
 /// Most ranges one table holds.
 pub const MAX_RANGES: usize = 4_000_000;
@@ -28,9 +40,9 @@ pub(crate) struct Locality {
     /// The /24 (IPv4) or /48 (IPv6) prefix, tagged so the two families never compare equal;
     /// 0 when the address is unknown.
     pub(crate) subnet: u64,
-    /// Autonomous system number from the table.
+    /// Autonomous system number, from the table or an AS database.
     pub(crate) asn: u32,
-    /// Region index from the table (1-based).
+    /// Region id (1-based: the table's regions first, then the databases' as they are met).
     pub(crate) region: u16,
 }
 
@@ -169,6 +181,126 @@ impl IpTable {
     }
 }
 
+/// Where peers are: the operator's table first, then the MaxMind-format databases for the AS
+/// number or region the table leaves unknown.
+#[derive(Debug)]
+pub(crate) struct Locator {
+    table: IpTable,
+    asn_db: Option<Arc<Mmdb>>,
+    region_db: Option<Arc<Mmdb>>,
+    regions: RegionIds,
+    lookup_errors: Counter,
+}
+
+impl Locator {
+    /// Loads the table and databases named by `ip_table`, `ip_asn_mmdb` and `ip_region_mmdb`
+    /// (a path given for both databases is read once); database lookups that fail count in
+    /// `lookup_errors`.
+    ///
+    /// # Errors
+    /// [`ConfigError::IpTable`] or [`ConfigError::Mmdb`] for a file that cannot be used.
+    pub(crate) fn from_config(config: &Config, lookup_errors: Counter) -> Result<Self, ConfigError> {
+        let table = match config.ip_table.as_str() {
+            "" => IpTable::default(),
+            path => IpTable::load(std::path::Path::new(path))?,
+        };
+        let open = |field, path: &str| match path {
+            "" => Ok(None),
+            path => Mmdb::load(field, std::path::Path::new(path)).map(|db| Some(Arc::new(db))),
+        };
+        let asn_db = open("ip_asn_mmdb", &config.ip_asn_mmdb)?;
+        let region_db = match asn_db.as_ref() {
+            Some(db) if config.ip_region_mmdb == config.ip_asn_mmdb => Some(Arc::clone(db)),
+            _ => open("ip_region_mmdb", &config.ip_region_mmdb)?,
+        };
+        Ok(Self::new(table, asn_db, region_db, lookup_errors))
+    }
+
+    /// A locator over `table` and the optional databases.
+    pub(crate) fn new(
+        table: IpTable,
+        asn_db: Option<Arc<Mmdb>>,
+        region_db: Option<Arc<Mmdb>>,
+        lookup_errors: Counter,
+    ) -> Self {
+        let regions = RegionIds::new(&table.regions);
+        Self { table, asn_db, region_db, regions, lookup_errors }
+    }
+
+    /// Where `ip` is.
+    pub(crate) fn locate(&self, ip: IpAddr) -> Locality {
+        let mut place = self.table.locate(ip);
+        let asn_db = self.asn_db.as_deref().filter(|_| place.asn == 0);
+        let region_db = self.region_db.as_deref().filter(|_| place.region == 0);
+        match (asn_db, region_db) {
+            (Some(a), Some(r)) if std::ptr::eq(a, r) => self.fill(a, ip, &mut place, true, true),
+            _ => {
+                if let Some(db) = asn_db {
+                    self.fill(db, ip, &mut place, true, false);
+                }
+                if let Some(db) = region_db {
+                    self.fill(db, ip, &mut place, false, true);
+                }
+            }
+        }
+        place
+    }
+
+    /// Sets `place`'s AS number and/or region from `db`'s record for `ip`; a failed lookup
+    /// leaves them unknown and is counted.
+    fn fill(&self, db: &Mmdb, ip: IpAddr, place: &mut Locality, asn: bool, region: bool) {
+        let record = match db.lookup(ip) {
+            Ok(Some(record)) => record,
+            Ok(None) => return,
+            Err(error) => {
+                self.lookup_errors.inc();
+                tracing::debug!(%error, "MaxMind database lookup failed");
+                return;
+            }
+        };
+        if asn {
+            place.asn = record.asn().unwrap_or(0);
+        }
+        let mut buf = [0; REGION_KEY_BYTES];
+        if let Some(key) = record.region_key(&mut buf).filter(|_| region) {
+            place.region = self.regions.id(key);
+        }
+    }
+}
+
+/// Region names → ids: the table's regions, then the databases' as they are met, up to
+/// [`MAX_REGIONS`] (later ones stay unknown).
+#[derive(Debug, Default)]
+struct RegionIds {
+    ids: RwLock<HashMap<Box<str>, u16>>,
+}
+
+impl RegionIds {
+    /// Ids 1, 2, … for `names`, which are distinct and at most [`MAX_REGIONS`].
+    fn new(names: &[String]) -> Self {
+        let ids = names.iter().zip(1..=u16::MAX).map(|(name, id)| (name.as_str().into(), id)).collect();
+        Self { ids: RwLock::new(ids) }
+    }
+
+    /// The id of region `name`, new if it was never met; 0 when the ids are used up.
+    fn id(&self, name: &str) -> u16 {
+        // Plain map reads and inserts cannot leave the map inconsistent; a poisoned lock is
+        // still usable.
+        if let Some(&id) = self.ids.read().unwrap_or_else(PoisonError::into_inner).get(name) {
+            return id;
+        }
+        let mut ids = self.ids.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(&id) = ids.get(name) {
+            return id;
+        }
+        let Some(id) = u16::try_from(ids.len() + 1).ok().filter(|_| ids.len() < MAX_REGIONS) else {
+            return 0;
+        };
+        ids.insert(name.into(), id);
+        id
+    }
+}
+
 /// The tagged /24 or /48 prefix of `ip`.
 fn subnet(ip: IpAddr) -> u64 {
     match canonical(ip) {
@@ -266,5 +398,70 @@ mod tests {
         assert_eq!(IpTable::parse("10.0.0.0/8,x,y").unwrap_err(), TableError::BadLine(1));
         assert_eq!(IpTable::parse("10.0.0.9-10.0.0.1,1").unwrap_err(), TableError::BadLine(1));
         assert_eq!(IpTable::parse("10.0.0.0/8,1,a\n10.1.0.0/16,2,b").unwrap_err(), TableError::Overlap(2));
+    }
+
+    fn mmdb(file: &str) -> Option<Arc<Mmdb>> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(file);
+        Some(Arc::new(Mmdb::load("ip_asn_mmdb", &path).unwrap()))
+    }
+
+    /// The table names `FR-IDF` and `DE` like a city database does, and covers part of 10/8 with
+    /// no region and 198.51.100.0/25 (which the databases also know) with its own AS.
+    const OVERRIDES: &str = "10.0.0.0/16,64512,FR-IDF\n10.1.0.0/16,64513\n198.51.100.0/25,64514,DE\n";
+
+    #[test]
+    fn the_table_wins_and_the_databases_fill_the_rest() {
+        let errors = Counter::default();
+        let table = IpTable::parse(OVERRIDES).unwrap();
+        let locator = Locator::new(table, mmdb("asn.mmdb"), mmdb("city.mmdb"), errors.clone());
+        let at = |s| locator.locate(ip(s));
+        // The table has both: the databases (AS 64999 / JP for 10/8, 64600 / FR-IDF) are not asked.
+        assert_eq!((at("10.0.1.1").asn, at("10.0.1.1").region), (64512, 1));
+        assert_eq!(at("198.51.100.1").asn, 64514);
+        assert_eq!(at("198.51.100.1").region, locator.regions.id("DE"));
+        // The table has the AS only: the region comes from the city database.
+        assert_eq!(at("10.1.0.1").asn, 64513);
+        assert_eq!(at("10.1.0.1").region, locator.regions.id("JP"));
+        // Only in the databases; `FR-IDF` is the table's own region 1.
+        assert_eq!((at("198.51.100.200").asn, at("198.51.100.200").region), (64600, 1));
+        assert_eq!(at("203.0.113.1").closeness(&at("198.51.100.200")), 2);
+        assert_eq!(at("10.0.1.1").closeness(&at("198.51.100.200")), 1);
+        let six = at("2001:db8:1ff::1");
+        assert_eq!((six.asn, six.region), (64601, locator.regions.id("US-CA")));
+        assert_eq!(six.closeness(&at("2001:db8:200::1")), 2);
+        // Absent from the table and both databases.
+        assert_eq!((at("100.64.0.1").asn, at("100.64.0.1").region), (0, 0));
+        assert_eq!((at("2001:db8:300::1").asn, at("2001:db8:300::1").region), (0, 0));
+        assert_eq!(errors.get(), 0);
+        // A malformed record is unknown, and counted.
+        assert_eq!(at("233.252.0.1").asn, 0);
+        assert_eq!(errors.get(), 1);
+    }
+
+    #[test]
+    fn one_database_can_serve_both() {
+        let db = mmdb("enterprise.mmdb");
+        let locator = Locator::new(IpTable::default(), db.clone(), db, Counter::default());
+        let place = locator.locate(ip("198.51.100.7"));
+        assert_eq!((place.asn, place.region), (64700, locator.regions.id("FR-IDF")));
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/enterprise.mmdb");
+        let path = dir.display().to_string();
+        let config = Config { ip_asn_mmdb: path.clone(), ip_region_mmdb: path, ..Config::default() };
+        let locator = Locator::from_config(&config, Counter::default()).unwrap();
+        assert!(Arc::ptr_eq(locator.asn_db.as_ref().unwrap(), locator.region_db.as_ref().unwrap()));
+        assert_eq!(locator.locate(ip("::ffff:198.51.100.7")).asn, 64700);
+        let bad = Config { ip_region_mmdb: "/nonexistent.mmdb".into(), ..Config::default() };
+        let err = Locator::from_config(&bad, Counter::default()).unwrap_err();
+        assert!(err.to_string().starts_with("ip_region_mmdb: /nonexistent.mmdb: cannot read"), "{err}");
+    }
+
+    #[test]
+    fn region_ids_are_shared_and_bounded() {
+        let regions = RegionIds::new(&["eu".to_owned(), "us".to_owned()]);
+        assert_eq!((regions.id("eu"), regions.id("us"), regions.id("FR"), regions.id("FR")), (1, 2, 3, 3));
+        let full: Vec<String> = (0..MAX_REGIONS).map(|i| i.to_string()).collect();
+        let regions = RegionIds::new(&full);
+        assert_eq!((regions.id("0"), regions.id(&(MAX_REGIONS - 1).to_string())), (1, u16::MAX - 1));
+        assert_eq!(regions.id("FR"), 0);
     }
 }

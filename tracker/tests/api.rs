@@ -294,3 +294,40 @@ async fn a_peer_report_ranks_and_filters_candidates() {
     let too_long = protocol::api::PeerReport { failed: vec![c.peer_id.clone(); 65], ..Default::default() };
     assert_eq!(error_of(server.post("/v1/peers", &report(&a, too_long)).await).await.0, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn an_as_database_alone_ranks_a_same_as_candidate_first() {
+    let asn_mmdb = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/asn.mmdb").to_owned();
+    let server = start(Config { ip_asn_mmdb: asn_mmdb, trust_forwarded_for: true, ..config() }).await;
+    let from = |s: &InitResponse, ip: &str| {
+        let req = PeersRequest { peer_id: s.peer_id.clone(), token: s.token.clone(), rendition: 0, max: 10 };
+        server.http.post(format!("{}/v1/peers", server.base)).header("x-forwarded-for", ip).json(&req).send()
+    };
+    let (near, near6, far, asker) =
+        (server.init().await, server.init().await, server.init().await, server.init().await);
+    // Joined oldest first, so without locality the answer would be newest first: far, near6, near.
+    assert_eq!(from(&near, "198.51.100.7").await.unwrap().status(), StatusCode::OK);
+    assert_eq!(from(&near6, "2001:db8:200::5").await.unwrap().status(), StatusCode::OK);
+    assert_eq!(from(&far, "192.0.2.9").await.unwrap().status(), StatusCode::OK);
+    // The database puts 198.51.100.0/24 and 203.0.113.0/24 in AS 64600, and two IPv6 /40s in AS
+    // 64601; 192.0.2.9 is in none.
+    let ids = |answer: PeersResponse| answer.peers;
+    let v4 = ids(from(&asker, "203.0.113.5").await.unwrap().json().await.unwrap());
+    assert_eq!(v4, vec![near.peer_id.clone(), far.peer_id.clone(), near6.peer_id.clone()]);
+    let v6 = ids(from(&asker, "2001:db8:1ff::1").await.unwrap().json().await.unwrap());
+    assert_eq!(v6, vec![near6.peer_id.clone(), far.peer_id.clone(), near.peer_id.clone()]);
+    let metrics = server.http.get(format!("{}/metrics", server.base)).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("tracker_mmdb_lookup_errors_total 0"), "{metrics}");
+}
+
+#[tokio::test]
+async fn an_unusable_database_stops_the_tracker_at_start() {
+    let truncated = std::env::temp_dir().join(format!("swarmcast-api-truncated-{}.mmdb", std::process::id()));
+    let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/city.mmdb")).unwrap();
+    std::fs::write(&truncated, &bytes[..bytes.len() - 40]).unwrap();
+    let config = Config { ip_region_mmdb: truncated.display().to_string(), ..config() };
+    let err = swarmcast_tracker::AppState::new(config, &service::Metrics::new()).err().unwrap();
+    std::fs::remove_file(&truncated).unwrap();
+    let shown = err.to_string();
+    assert!(shown.starts_with(&format!("ip_region_mmdb: {}: not a usable MaxMind DB", truncated.display())), "{shown}");
+}

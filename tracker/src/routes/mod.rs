@@ -38,7 +38,7 @@ fn locate(state: &AppState, client: Client, headers: &HeaderMap) -> Locality {
     };
     let ip = if state.inner.config.trust_forwarded_for { forwarded() } else { None };
     match ip.or_else(|| client.map(|Extension(ConnectInfo(addr))| addr.ip())) {
-        Some(ip) => state.inner.ip_table.locate(ip),
+        Some(ip) => state.inner.locator.locate(ip),
         None => Locality::default(),
     }
 }
