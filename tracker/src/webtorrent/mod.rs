@@ -55,7 +55,7 @@ impl Hub {
     pub(crate) fn new(config: &Config, metrics: &Metrics) -> Self {
         let limits = Limits {
             max_offers: config.webtorrent_max_offers,
-            offer_ttl_s: u32::try_from(config.offer_ttl_s).unwrap_or(u32::MAX),
+            offer_ttl_s: u32::try_from(config.offer_ttl_s).unwrap_or(u32::MAX).min(swarms::MAX_OFFER_TTL_S),
             peer_ttl_s: u32::try_from(config.webtorrent_peer_ttl_s).unwrap_or(u32::MAX),
             interval_s: config.webtorrent_interval_s,
             max_pending_offers: config.webtorrent_max_pending_offers,

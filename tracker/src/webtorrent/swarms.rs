@@ -89,11 +89,13 @@ struct Peer {
     conn: ConnId,
     seeder: bool,
     until_s: u32,
-    /// Offers this peer made that await an answer: (keyed hash of the answering peer and the
-    /// offer id, until). 12 bytes each instead of 44; a false match needs a 64-bit collision
-    /// under a per-process random seed (foldhash: fast, not a cryptographic MAC; the worst a
-    /// forged match does is relay one answer to an offerer).
-    pending: Vec<(u64, u32)>,
+    /// Offers this peer made that await an answer, each packed in 8 bytes ([`pending_entry`]):
+    /// the top 48 bits of a keyed hash of (answering peer, offer id) and the low 16 bits of its
+    /// expiry second. Under load this is most of the endpoint's memory (millions of offers,
+    /// 44 bytes each unpacked). A false match needs a 48-bit collision under a per-process
+    /// random seed (foldhash: fast, not a cryptographic MAC; the worst a forged match does is
+    /// relay one answer to an offerer).
+    pending: Vec<u64>,
 }
 
 /// All swarms of the WebTorrent endpoint.
@@ -172,7 +174,7 @@ impl Swarms {
             let want = a.offers.len().min(limits.max_offers);
             let targets = pick(&mut self.rng, &torrent.peers, want, &a.peer_id);
             let offer_until = now_s.saturating_add(limits.offer_ttl_s);
-            let mut pending = Vec::with_capacity(targets.len());
+            let mut pending: Vec<u64> = Vec::with_capacity(targets.len());
             for (offer, (target_id, target_conn)) in a.offers.iter().zip(targets) {
                 if !out.has_room(target_conn) {
                     outcome.dropped += 1;
@@ -186,11 +188,14 @@ impl Swarms {
                     offer_id: offer.offer_id,
                 };
                 out.push(target_conn, to_json(&message));
-                pending.push((self.keys.hash_one((target_id, offer.offer_id)), offer_until));
+                pending.push(pending_entry(self.keys.hash_one((target_id, offer.offer_id)), offer_until));
             }
             outcome.offers = pending.len();
             if let Some((_, me)) = torrent.peers.get_index_mut(me) {
-                me.pending.retain(|p| p.1 > now_s);
+                me.pending.retain(|&p| pending_alive(p, now_s));
+                // Exactly sized: a doubling Vec per (peer, swarm) would hold up to twice the
+                // memory; one reallocation per announce with offers costs less.
+                me.pending.reserve_exact(pending.len());
                 me.pending.extend(pending);
                 let excess = me.pending.len().saturating_sub(limits.max_pending_offers);
                 me.pending.drain(..excess);
@@ -200,7 +205,7 @@ impl Swarms {
         if let Some(answer) = &a.answer {
             let key = self.keys.hash_one((a.peer_id, answer.offer_id));
             let matched = torrent.peers.get_mut(&answer.to_peer_id).and_then(|offerer| {
-                let i = offerer.pending.iter().position(|p| p.0 == key && p.1 > now_s)?;
+                let i = offerer.pending.iter().position(|&p| same_key(p, key) && pending_alive(p, now_s))?;
                 offerer.pending.swap_remove(i);
                 Some(offerer.conn)
             });
@@ -295,7 +300,7 @@ impl Swarms {
                     dropped += 1;
                     return false;
                 }
-                peer.pending.retain(|p| p.1 > now_s);
+                peer.pending.retain(|&p| pending_alive(p, now_s));
                 true
             });
             !torrent.peers.is_empty()
@@ -312,6 +317,26 @@ impl Swarms {
     pub(crate) fn swarm_count(&self) -> usize {
         self.torrents.len()
     }
+}
+
+/// Most seconds an offer may wait for its answer: expiries are kept modulo 2^16 s and compared
+/// within half of that. Pending offers never get near it: `clean` drops them once expired.
+pub(crate) const MAX_OFFER_TTL_S: u32 = i16::MAX as u32;
+
+/// Packs a pending offer: the top 48 bits of `key`, the low 16 bits of `until_s`.
+fn pending_entry(key: u64, until_s: u32) -> u64 {
+    (key & !0xFFFF) | u64::from(until_s as u16)
+}
+
+/// Whether entry `p` is for `key` (top 48 bits).
+fn same_key(p: u64, key: u64) -> bool {
+    (p ^ key) & !0xFFFF == 0
+}
+
+/// Whether entry `p` has not expired at `now_s` (its expiry is at most [`MAX_OFFER_TTL_S`] ahead).
+fn pending_alive(p: u64, now_s: u32) -> bool {
+    // Truncations to 16 bits on purpose: the difference of two seconds modulo 2^16, read signed.
+    (p as u16).wrapping_sub(now_s as u16).cast_signed() > 0
 }
 
 /// Up to `want` peers other than `me`: a random contiguous run of the swarm, wrapping around.

@@ -119,3 +119,18 @@ fn scrapes_count_and_full_scrapes_are_refused() {
     assert!(text.contains(r#"{"complete":0,"incomplete":0,"downloaded":0}"#), "{text}");
     assert!(swarms.scrape(&[]).contains("Full scrapes are not allowed"));
 }
+
+#[test]
+fn pending_offers_pack_key_and_expiry_and_survive_the_16_bit_wrap() {
+    // Expiry compared modulo 2^16 s: alive until the second it names, also across the wrap.
+    for now_s in [0_u32, 100, 65_500, 65_535, 65_536, 1 << 31] {
+        let until = now_s + 120;
+        let p = pending_entry(0xABCD_EF01_2345_6789, until);
+        assert!(same_key(p, 0xABCD_EF01_2345_0000), "key kept at {now_s}");
+        assert!(!same_key(p, 0xABCD_EF01_2346_6789), "another key matched at {now_s}");
+        assert!(pending_alive(p, now_s), "alive at {now_s}");
+        assert!(pending_alive(p, until - 1), "alive before expiry at {now_s}");
+        assert!(!pending_alive(p, until), "expired at {now_s}");
+        assert!(!pending_alive(p, until + MAX_OFFER_TTL_S), "expired long after at {now_s}");
+    }
+}
