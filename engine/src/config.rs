@@ -3,8 +3,12 @@
 /// Tunables of the engine; [`Config::default`] is what the agent ships with.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
-    /// Most peers to keep connected (or connecting).
+    /// Most peers to keep connected (or connecting) by dialling.
     pub max_peers: u32,
+    /// Peers that dial us are still accepted while we have fewer than `max_peers` plus this
+    /// many open channels, so that a joiner finds room in a swarm where everyone already has
+    /// `max_peers` (we never dial beyond `max_peers`).
+    pub extra_incoming_peers: u32,
     /// Whether this peer uploads to others.
     pub upload_allowed: bool,
     /// Largest data channel message sent, in bytes (segment data travels in chunks this size or
@@ -43,12 +47,20 @@ pub struct Config {
     pub keep_behind_window: u64,
     /// Most complete segments kept in memory, in segments (the oldest go first).
     pub max_stored_segments: usize,
+    /// How long a joiner's first segment may wait for peers, in ms from the player's first
+    /// request: until then it comes from a peer that holds it or relays it (asked as soon as one
+    /// announces it), after that the CDN fetches what is still missing (`Range` from the bytes
+    /// held), so startup takes at most this plus one CDN fetch. 0 fetches it from the CDN at
+    /// once unless a connected peer already holds it whole. Not applied when the tracker
+    /// answered with no candidate, nor after the first segment was delivered (a stall).
+    pub startup_peer_wait_ms: u64,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Self {
             max_peers: 8,
+            extra_incoming_peers: 4,
             upload_allowed: true,
             max_message_bytes: 64 * 1024,
             deadline_margin_ms: 500,
@@ -65,6 +77,7 @@ impl Default for Config {
             prefetch_ahead_segments: 3,
             keep_behind_window: 3,
             max_stored_segments: 30,
+            startup_peer_wait_ms: 0,
         }
     }
 }

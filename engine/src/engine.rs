@@ -40,6 +40,8 @@ pub struct Engine {
     pub(crate) digests: Digests,
     /// Latest time seen in any call, in ms (time never runs backwards inside the engine).
     pub(crate) now: Millis,
+    /// When the player first asked for a segment, in engine ms (start of the startup wait).
+    pub(crate) startup_since: Option<Millis>,
     next_request_id: u32,
     /// The last `Have` broadcast, encoded, to send only changes.
     last_have: Vec<u8>,
@@ -66,6 +68,7 @@ impl Engine {
             sizes: SizeEstimate::new(stream_prior),
             digests: Digests::default(),
             now: 0,
+            startup_since: None,
             next_request_id: 0,
             last_have: Message::Have { segments: Vec::new(), fetching: Vec::new() }.encode(),
         }
@@ -87,7 +90,7 @@ impl Engine {
         match input {
             Input::Playlist { rendition, segments } => self.on_playlist(now, rendition, segments),
             Input::Playback { position_ms, rate, .. } => self.playback.update(now, position_ms, rate),
-            Input::PlayerRequest { id } => self.on_player_request(id),
+            Input::PlayerRequest { id } => self.on_player_request(now, id),
             Input::PlayerAbort { id } => self.on_player_abort(id),
             Input::HttpChunk { id, offset, bytes } => self.on_http_chunk(now, id, offset, &bytes),
             Input::HttpDone { id, total_len } => self.on_http_done(now, id, total_len),
@@ -234,7 +237,8 @@ impl Engine {
         }
     }
 
-    fn on_player_request(&mut self, id: SegmentId) {
+    fn on_player_request(&mut self, now: Millis, id: SegmentId) {
+        self.startup_since.get_or_insert(now);
         if self.playlists.set_active(id.rendition) {
             // The swarm of the rendition we left seeds without us.
             for (other, seg) in self.store.iter_mut() {
@@ -269,7 +273,10 @@ impl Engine {
     }
 
     fn on_peer_connected(&mut self, peer: PeerId) {
-        if !self.peers.opened(peer.clone(), self.max_peers()) {
+        // Room beyond `max_peers` for peers that dial us: in a swarm where everyone is full, a
+        // joiner would otherwise find no open slot.
+        let extra = usize::try_from(self.config.extra_incoming_peers).unwrap_or(usize::MAX);
+        if !self.peers.opened(peer.clone(), self.max_peers().saturating_add(extra)) {
             self.outputs.push_back(Output::Disconnect { peer });
             return;
         }

@@ -48,9 +48,11 @@
 //! Until then it comes from peers; at that moment it goes to the CDN, resuming from the bytes
 //! held (`Range`). A peer transfer whose measured speed would end after the deadline while the
 //! CDN could still make it is given up early; one that sends nothing for `p2p_idle_timeout_ms`
-//! is retried later. Before playback starts nothing has a deadline and startup time is what the
-//! viewer sees: a requested segment comes from a peer only if one holds it whole, else from
-//! the CDN at once.
+//! is retried later. Before playback starts startup time is what the viewer sees: a joiner's
+//! first segment has a startup deadline instead (`startup.rs`): it comes from peers until
+//! `startup_peer_wait_ms` after the player asked, then the CDN fetches what is missing; after
+//! that (a stall before the first frame) a requested segment comes from a peer only if one
+//! holds it whole, else from the CDN at once.
 //!
 //! **Seeding: about one CDN fetch per segment, by a peer that can pass it on.** A new segment of
 //! the played rendition (newer than our first playlist) is fetched ahead of the player. If a
@@ -114,6 +116,7 @@ mod rank;
 mod scheduler;
 mod segments;
 mod split;
+mod startup;
 #[cfg(test)]
 mod tests;
 mod transfer;

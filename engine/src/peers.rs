@@ -76,6 +76,8 @@ pub(crate) struct Peers {
     next_tracker_request: Option<Millis>,
     /// Peers caught sending bad data: never dialled or accepted again.
     banned: BTreeSet<PeerId>,
+    /// Whether the tracker has answered at least once.
+    tracker_answered: bool,
 }
 
 /// Most peers remembered as banned.
@@ -92,6 +94,12 @@ impl Peers {
         self.peers.values().any(|p| !p.connected())
     }
 
+    /// Whether nobody can serve us soon: the tracker answered, and no peer is connected, being
+    /// dialled or waiting to be dialled.
+    pub(crate) fn alone(&self) -> bool {
+        self.tracker_answered && self.peers.is_empty() && self.candidates.is_empty()
+    }
+
     /// Whether `peer` has an open data channel.
     pub(crate) fn is_connected(&self, peer: &PeerId) -> bool {
         self.peers.get(peer).is_some_and(Peer::connected)
@@ -99,6 +107,7 @@ impl Peers {
 
     /// Remembers the tracker's candidates (ours excluded) for dialling.
     pub(crate) fn discovered(&mut self, local: &PeerId, found: Vec<PeerId>) {
+        self.tracker_answered = true;
         for peer in found.into_iter().rev() {
             let known = self.peers.contains_key(&peer) || self.candidates.contains(&peer);
             if &peer != local && !known && !self.banned.contains(&peer) {

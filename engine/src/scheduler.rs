@@ -70,6 +70,17 @@ impl Engine {
             return if due.is_some_and(|d| now >= d) { http } else { Plan::Wait(due) };
         }
         let holder = !self.sources(now, id, seg, true).is_empty();
+        if let Some(due) = self.startup_due(seg) {
+            // A joiner's first segment: from peers until the startup wait ends (`startup.rs`).
+            if now >= due {
+                return http;
+            }
+            if holder || !self.sources(now, id, seg, false).is_empty() {
+                return Plan::Peer;
+            }
+            let retry = seg.busy.values().copied().filter(|at| *at > now).min();
+            return Plan::Wait(Some(retry.map_or(due, |r| r.min(due))));
+        }
         if seg.wanted && !self.playback.playing() {
             // Startup: what the viewer waits for comes from the fastest sure source.
             return if holder { Plan::Peer } else { http };
@@ -161,12 +172,16 @@ impl Engine {
     /// When the segment starting at `seg.info.start_ms` plays, minus the safety margin: the time
     /// by which it must be complete. `None` while not playing.
     pub(crate) fn deadline(&self, seg: &Segment) -> Option<Millis> {
-        self.playback.deadline(seg.info.start_ms, self.config.deadline_margin_ms)
+        let playback = self.playback.deadline(seg.info.start_ms, self.config.deadline_margin_ms);
+        playback.or_else(|| self.startup_deadline(seg))
     }
 
     /// The last moment to start fetching the missing bytes of `seg` from the CDN and still
     /// meet its deadline (measured HTTP time for those bytes).
     pub(crate) fn due(&self, seg: &Segment) -> Option<Millis> {
+        if let Some(due) = self.startup_due(seg) {
+            return Some(due);
+        }
         let missing = self.size_of(seg).saturating_sub(seg.data.len() as u64);
         let deadline = self.deadline(seg)?;
         Some(deadline.saturating_sub(self.http.time_ms(missing)))

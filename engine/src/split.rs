@@ -7,6 +7,8 @@
 //! `held..mid`. `mid` shares the missing bytes in proportion to the two peers' speeds (the
 //! running transfer's, and the other peer's from earlier transfers, the same when unknown),
 //! but the head gets no more than it sends in 80 % of the time left before the deadline.
+//! A joiner's first segment during the startup wait (`startup.rs`) is split as soon as its size
+//! is known (first chunk in), in halves, whether or not it is projected late.
 //!
 //! The head's request is not narrowed on the wire (`Cancel` and a new `Request` with an end):
 //! the new request would pass the sender's upload gating again while its uplink still owes the
@@ -53,11 +55,17 @@ impl Engine {
         let elapsed = now.saturating_sub(first);
         let held = seg.data.len() as u64;
         let remaining = total.saturating_sub(held);
-        if elapsed < MIN_JUDGE_MS || remaining < 2 * MIN_PART_BYTES {
+        // A joiner's first segment is split as soon as its size is known: every ms of it is
+        // startup time (`startup.rs`). Others only once projected late.
+        let startup = self.startup_due(seg).is_some();
+        if remaining < 2 * MIN_PART_BYTES || (elapsed < MIN_JUDGE_MS && !startup) {
             return false;
         }
-        let rate = (held.saturating_sub(seg.fetch_started.1)) as f64 / elapsed as f64;
-        if now as f64 + remaining as f64 / rate.max(1e-6) <= deadline as f64 {
+        // Measured from the first byte, once there is enough to judge by.
+        let measured =
+            (elapsed >= MIN_JUDGE_MS).then(|| (held.saturating_sub(seg.fetch_started.1)) as f64 / elapsed as f64);
+        let late = measured.is_some_and(|rate| now as f64 + remaining as f64 / rate.max(1e-6) > deadline as f64);
+        if !late && !startup {
             return false;
         }
         let mut exclude = seg.failed_peers.clone();
@@ -65,7 +73,7 @@ impl Engine {
         exclude.extend(seg.busy.iter().filter(|(_, at)| **at > now).map(|(p, _)| p.clone()));
         exclude.insert(head.clone());
         // A peer known to send slower than the running transfer would not help.
-        let fast = |p: &&PeerId| self.peers.rate(p).is_none_or(|r| r > rate);
+        let fast = |p: &&PeerId| measured.is_none_or(|rate| self.peers.rate(p).is_none_or(|r| r > rate));
         let mut candidates: Vec<PeerId> = self.peers.holders(id, &exclude).into_iter().filter(fast).cloned().collect();
         if candidates.is_empty() {
             // A relay must already hold bytes past an even split.
@@ -74,12 +82,18 @@ impl Engine {
             candidates = receivers.filter(|p| self.peers.progress(p, id) > half).filter(fast).cloned().collect();
         }
         let Some(second) = self.pick_peer(candidates) else { return false };
-        let other_rate = self.peers.rate(&second).unwrap_or(rate).max(1e-6);
-        let share = rate.max(1e-6) / (rate.max(1e-6) + other_rate);
         // The head gets its share by speed, but no more than it sends by the deadline (with a
-        // fifth to spare). Truncation intended: byte counts.
-        let in_time = (rate * deadline.saturating_sub(now) as f64 * HEAD_SAFETY) as u64;
-        let head_bytes = ((remaining as f64 * share) as u64).min(in_time);
+        // fifth to spare); halves while the head's speed is not measured yet. Truncation
+        // intended: byte counts.
+        let head_bytes = match measured {
+            Some(rate) => {
+                let other_rate = self.peers.rate(&second).unwrap_or(rate).max(1e-6);
+                let share = rate.max(1e-6) / (rate.max(1e-6) + other_rate);
+                let in_time = (rate * deadline.saturating_sub(now) as f64 * HEAD_SAFETY) as u64;
+                ((remaining as f64 * share) as u64).min(in_time)
+            }
+            None => remaining / 2,
+        };
         let mid = (held + head_bytes).clamp(held + MIN_PART_BYTES, total - MIN_PART_BYTES);
         let deadline_ms = self.deadline_ms(now, id);
         let tail_request = self.next_request_id();

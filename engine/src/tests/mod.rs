@@ -6,6 +6,7 @@ mod integrity;
 mod peering;
 mod seeding;
 mod split;
+mod startup;
 mod upload;
 
 use std::ops::Range;
@@ -109,7 +110,13 @@ pub(crate) fn message(peer: &PeerId, bytes: Vec<u8>) -> Input {
 /// An engine for `local` that loaded the playlist of segments 0..5 at time 0 and is connected to
 /// `others`, each of which announced it holds segment 0 (so they count in rendition 0's swarm).
 pub(crate) fn engine(local: &str, others: &[&str]) -> Engine {
-    engine_with(Config::default(), local, others)
+    engine_with(base(), local, others)
+}
+
+/// The default settings without the startup wait (`startup.rs` has its own tests): a joiner's
+/// first segment comes from the CDN at once unless a peer holds it whole.
+pub(crate) fn base() -> Config {
+    Config { startup_peer_wait_ms: 0, ..Config::default() }
 }
 
 pub(crate) fn engine_with(config: Config, local: &str, others: &[&str]) -> Engine {

@@ -14,7 +14,7 @@ fn the_tracker_is_asked_at_once_and_then_every_interval_while_below_max_peers() 
 
 #[test]
 fn discovered_peers_are_dialled_up_to_max_peers() {
-    let mut e = Engine::new(Config { max_peers: 2, ..Config::default() }, pid("me"));
+    let mut e = Engine::new(Config { max_peers: 2, ..base() }, pid("me"));
     let found = vec![pid("me"), pid("a"), pid("b"), pid("c")];
 
     let out = feed(&mut e, 0, Input::PeersDiscovered { peers: found });
@@ -26,7 +26,7 @@ fn discovered_peers_are_dialled_up_to_max_peers() {
 
 #[test]
 fn a_dial_that_never_opens_is_abandoned_and_the_slot_reused() {
-    let mut e = Engine::new(Config { max_peers: 1, ..Config::default() }, pid("me"));
+    let mut e = Engine::new(Config { max_peers: 1, ..base() }, pid("me"));
     feed(&mut e, 0, Input::PeersDiscovered { peers: vec![pid("a"), pid("b")] });
 
     e.handle_timeout(10_000);
@@ -53,11 +53,28 @@ fn a_new_peer_gets_our_have_and_changes_go_to_every_peer_once() {
 
 #[test]
 fn incoming_connections_beyond_max_peers_are_refused() {
-    let mut e = engine_with(Config { max_peers: 1, ..Config::default() }, "me", &["a"]);
+    let config = Config { max_peers: 1, extra_incoming_peers: 0, ..base() };
+    let mut e = engine_with(config, "me", &["a"]);
 
     let out = feed(&mut e, 10, Input::PeerConnected { peer: pid("b") });
 
     assert_eq!(out, vec![Output::Disconnect { peer: pid("b") }]);
+}
+
+#[test]
+fn peers_that_dial_us_find_extra_room_beyond_max_peers() {
+    let config = Config { max_peers: 1, extra_incoming_peers: 1, ..base() };
+    let mut e = engine_with(config, "me", &["a"]);
+
+    let out = feed(&mut e, 10, Input::PeerConnected { peer: pid("b") });
+    assert_eq!(sent_to(&out, &pid("b")).len(), 1, "accepted, and told our Have: {out:?}");
+    let out = feed(&mut e, 20, Input::PeerConnected { peer: pid("c") });
+
+    assert_eq!(out, vec![Output::Disconnect { peer: pid("c") }]);
+    assert_eq!(e.stats().peers_connected, 2);
+    // Extra room is for peers that dial us: we never dial beyond `max_peers`.
+    let out = feed(&mut e, 5_000, Input::PeersDiscovered { peers: vec![pid("d")] });
+    assert!(!out.contains(&Output::Connect { peer: pid("d") }), "{out:?}");
 }
 
 #[test]

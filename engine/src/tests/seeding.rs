@@ -89,7 +89,7 @@ fn a_lower_rank_waits_longer() {
 #[test]
 fn peers_that_announced_nothing_of_the_rendition_do_not_count() {
     let order = seeding_order(&["ann", "bob"], 5);
-    let mut e = Engine::new(Config::default(), pid(order[1]));
+    let mut e = Engine::new(base(), pid(order[1]));
     e.handle_input(0, playlist(0..5));
     e.handle_input(0, Input::PeerConnected { peer: pid(order[0]) });
 
@@ -101,7 +101,7 @@ fn peers_that_announced_nothing_of_the_rendition_do_not_count() {
 #[test]
 fn a_peer_that_does_not_upload_never_seeds_a_shared_segment() {
     let order = seeding_order(&["ann", "bob"], 5);
-    let config = Config { upload_allowed: false, ..Config::default() };
+    let config = Config { upload_allowed: false, ..base() };
     let mut e = engine_with(config, order[0], &[order[1]]);
 
     let out = feed(&mut e, 2_000, playlist(1..6));
@@ -112,7 +112,7 @@ fn a_peer_that_does_not_upload_never_seeds_a_shared_segment() {
 
 #[test]
 fn segments_published_before_we_arrived_are_not_seeded() {
-    let mut e = Engine::new(Config::default(), pid("ann"));
+    let mut e = Engine::new(base(), pid("ann"));
 
     let out = feed(&mut e, 0, playlist(0..5));
 
@@ -134,7 +134,7 @@ fn only_the_played_rendition_is_seeded() {
 fn cdn_fetches_and_bytes_are_counted_by_reason() {
     use crate::CdnReason;
     // Alone before playback: the player's segment is a startup fetch with no peer to ask.
-    let mut e = Engine::new(Config::default(), pid("ann"));
+    let mut e = Engine::new(base(), pid("ann"));
     e.handle_input(0, playlist(0..5));
     let out = feed(&mut e, 0, Input::PlayerRequest { id: id(2) });
     assert_eq!(fetches(&out), vec![(id(2), 0)]);

@@ -32,7 +32,7 @@ fn reassemble(messages: &[Message], from: u64) -> Vec<u8> {
 
 #[test]
 fn a_request_is_served_in_chunks_that_fit_one_message() {
-    let mut e = holding(Config::default(), 200_000);
+    let mut e = holding(base(), 200_000);
 
     let out = feed(&mut e, 200, request(7, 0));
 
@@ -46,7 +46,7 @@ fn a_request_is_served_in_chunks_that_fit_one_message() {
 
 #[test]
 fn chunks_respect_a_smaller_configured_message_size() {
-    let mut e = holding(Config { max_message_bytes: 16 * 1024, ..Config::default() }, 50_000);
+    let mut e = holding(Config { max_message_bytes: 16 * 1024, ..base() }, 50_000);
 
     let out = feed(&mut e, 200, request(7, 0));
 
@@ -56,7 +56,7 @@ fn chunks_respect_a_smaller_configured_message_size() {
 
 #[test]
 fn a_resumed_request_gets_only_the_rest() {
-    let mut e = holding(Config::default(), 10_000);
+    let mut e = holding(base(), 10_000);
 
     let out = feed(&mut e, 200, request(7, 4_000));
 
@@ -66,7 +66,7 @@ fn a_resumed_request_gets_only_the_rest() {
 
 #[test]
 fn a_request_at_the_end_gets_one_empty_chunk() {
-    let mut e = holding(Config::default(), 10_000);
+    let mut e = holding(base(), 10_000);
 
     let out = feed(&mut e, 200, request(7, 10_000));
 
@@ -76,7 +76,7 @@ fn a_request_at_the_end_gets_one_empty_chunk() {
 
 #[test]
 fn what_we_cannot_serve_is_answered_absent() {
-    let mut e = holding(Config::default(), 10_000);
+    let mut e = holding(base(), 10_000);
     let absent = |request_id| vec![Message::Absent { id: id(3), request_id }];
 
     assert_eq!(sent_to(&feed(&mut e, 200, request(1, 10_001)), &pid("a")), absent(1));
@@ -89,7 +89,7 @@ fn what_we_cannot_serve_is_answered_absent() {
 
 #[test]
 fn a_peer_that_does_not_upload_answers_absent() {
-    let mut e = holding(Config { upload_allowed: false, ..Config::default() }, 10_000);
+    let mut e = holding(Config { upload_allowed: false, ..base() }, 10_000);
 
     let out = feed(&mut e, 200, request(1, 0));
 
@@ -99,7 +99,7 @@ fn a_peer_that_does_not_upload_answers_absent() {
 
 #[test]
 fn the_same_segment_is_served_to_one_peer_a_bounded_number_of_times() {
-    let mut e = holding(Config::default(), 1_000);
+    let mut e = holding(base(), 1_000);
 
     for request_id in 0..3 {
         assert!(matches!(sent_to(&feed(&mut e, 200, request(request_id, 0)), &pid("a"))[..], [Message::Chunk { .. }]));
@@ -188,7 +188,7 @@ fn a_cancelled_relay_gets_no_more_bytes() {
 #[test]
 fn upload_gating_refuses_what_the_uplink_cannot_send_in_time() {
     // 200 kB segments of 2 s; an uplink of 250 kB/s sends one in 0.8 s.
-    let mut e = holding(Config::default(), 200_000);
+    let mut e = holding(base(), 200_000);
     e.handle_input(150, Input::PeerConnected { peer: pid("b") });
     e.handle_input(150, message(&pid("b"), have(&[0], &[])));
     e.handle_uplink(160, 250_000, 0);
@@ -214,7 +214,7 @@ fn upload_gating_refuses_what_the_uplink_cannot_send_in_time() {
 
 #[test]
 fn an_uplink_slower_than_the_stream_announces_nothing_and_serves_nobody() {
-    let mut e = holding(Config::default(), 200_000);
+    let mut e = holding(base(), 200_000);
     // 50 kB/s: one 200 kB segment takes 4 s, twice its duration.
     let out = {
         e.handle_uplink(150, 50_000, 0);
@@ -231,7 +231,7 @@ fn an_uplink_slower_than_the_stream_announces_nothing_and_serves_nobody() {
 #[test]
 fn upload_gating_counts_only_the_range_asked_for() {
     // As above: 0.8 s of sending queued for "a", a budget of 1 s.
-    let mut e = holding(Config::default(), 200_000);
+    let mut e = holding(base(), 200_000);
     e.handle_input(150, Input::PeerConnected { peer: pid("b") });
     e.handle_input(150, message(&pid("b"), have(&[0], &[])));
     e.handle_uplink(160, 250_000, 0);
