@@ -49,6 +49,7 @@ pub use error::ApiError;
 pub use locality::{IpTable, MAX_RANGES, MAX_REGIONS, TableError};
 pub use mmdb::{MAX_MMDB_BYTES, MmdbError};
 pub use probe::StateProbe;
+pub use webtorrent::WebTorrentProbe;
 
 use std::collections::HashMap;
 use std::sync::RwLock;

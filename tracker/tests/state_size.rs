@@ -2,12 +2,9 @@
 //! memory growth while a registry fills (the only test of this binary, so nothing else allocates).
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
-/// Resident set size of this process, in bytes (Linux `/proc/self/statm`, 4 KiB pages).
-fn rss_bytes() -> usize {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
-    let pages: usize = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
-    pages * 4096
-}
+mod common;
+
+use common::rss_bytes;
 
 #[test]
 fn the_state_per_peer_stays_under_256_bytes() {

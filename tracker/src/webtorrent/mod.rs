@@ -3,7 +3,10 @@
 //! tracker. One task per connection reads frames and writes what was queued for it; all swarm
 //! decisions happen in the pure `swarms` module under one lock.
 
+mod probe;
 mod swarms;
+
+pub use probe::WebTorrentProbe;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -144,7 +147,7 @@ pub(crate) async fn upgrade(State(state): State<AppState>, mut request: Request)
 
 /// The (info hash, peer id) pairs one connection announced; foldhash, seeded per process, as
 /// in the swarms.
-type Joined = HashSet<(Id20, Id20), RandomState>;
+pub(crate) type Joined = HashSet<(Id20, Id20), RandomState>;
 
 /// What the writer half sends: messages from the swarms, and the replies the protocol owes.
 enum Out {
