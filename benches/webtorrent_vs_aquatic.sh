@@ -10,12 +10,15 @@
 #   CARGO_TARGET_DIR=/tmp/aquatic-target cargo install --root /tmp/aquatic aquatic_ws aquatic_ws_load_test
 # (AQUATIC_BIN overrides the directory, default /tmp/aquatic/bin).
 #
-# Usage: benches/webtorrent_vs_aquatic.sh [duration_s=30] [connections=1020] [load_workers=2] [creation_interval_ms=10]
+# Usage: benches/webtorrent_vs_aquatic.sh [duration_s=30] [connections=1020] [load_workers=4] [creation_interval_ms=10]
 #   Connections are split evenly over the load tester's workers (glommio threads); the figures are
-#   averaged from when all connections are open. Why 2 workers: each connection runs in lock-step
+#   averaged from when all connections are open. Why 4 workers: each connection runs in lock-step
 #   (send one request, read one message) and a worker opens connections from a timer on the same
-#   thread; with 1 worker, connections that always find their next message waiting never yield,
-#   and the timer starves (~60 connections against us, 400–870 against aquatic_ws in 20–30 s).
+#   thread; connections that always find their next message waiting never yield, and the timer
+#   starves. The faster the server, the more often a message is waiting: with 1 worker the tester
+#   stalled at ~60 connections against us; with 2 its ramp took ~3.5x longer against us than
+#   against aquatic_ws, and our server kept the swarm state of that longer ramp (peak RSS). With 4
+#   both ramps take about as long.
 #   Why 10 ms (the tester's default): a connection counts only once its handshakes are done, so
 #   at 1 ms the tester overshoots by hundreds of connections, by a different amount per server.
 #   SWARMCAST_BIN=<path> skips the release build.
@@ -23,7 +26,7 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 duration="${1:-30}"
 conns="${2:-1020}"
-workers="${3:-2}"
+workers="${3:-4}"
 interval_ms="${4:-10}"
 aq="${AQUATIC_BIN:-/tmp/aquatic/bin}"
 for b in aquatic_ws aquatic_ws_load_test; do
