@@ -100,9 +100,14 @@ pub(crate) async fn start(shell: ShellRef) -> &'static str {
     }
 
     let rules = config.as_ref().map(|c| c.rules.clone()).unwrap_or_default();
-    let max_peers = rules.max_peers.min(MAX_PEERS_CAP);
+    // The owner's `max_peers` caps the connections held at once: dial two thirds of it, keep the
+    // rest for peers that dial us (12 → 8 + 4, the engine's defaults).
+    let cap = rules.max_peers.clamp(1, MAX_PEERS_CAP);
+    let extra_incoming_peers = cap / 3;
+    let max_peers = cap - extra_incoming_peers;
     let engine_config = engine::Config {
         max_peers,
+        extra_incoming_peers,
         upload_allowed: rules.upload_allowed && (rules.upload_on_cellular || !on_cellular()),
         seed: js::random_seed(),
         ..engine::Config::default()

@@ -9,8 +9,8 @@ use common::rss_bytes;
 
 #[test]
 fn webtorrent_state_per_peer_and_swarm() {
-    const CONNECTIONS: usize = 1_000;
-    const SWARMS_EACH: usize = 300;
+    const CONNECTIONS: usize = 500;
+    const SWARMS_EACH: usize = 200;
     let before = rss_bytes();
     let probe = swarmcast_tracker::WebTorrentProbe::fill(CONNECTIONS, SWARMS_EACH, 10_000, 10);
     let per_entry = (rss_bytes() - before) / (CONNECTIONS * SWARMS_EACH);
