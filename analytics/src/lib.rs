@@ -4,8 +4,8 @@
 //! a report are cumulative since the session started, so the server keeps per session only the
 //! report with the highest `seq`: repeated, lost or reordered reports neither double-count nor
 //! lose bytes. `GET /v1/summary?content=…` answers a [`protocol::api::Summary`]: viewers (sessions
-//! that reported within [`Config::active_window_s`]), sessions seen, bytes by source and the
-//! offload ratio. State is in memory and bounded ([`Config::max_sessions`],
+//! that reported within [`Config::active_window_s`]), sessions seen, bytes by source, the
+//! offload ratio, and the CDN bytes split by reason. State is in memory and bounded ([`Config::max_sessions`],
 //! [`Config::max_contents`]); the aggregation lives in the pure `usage` module.
 //!
 //! ```no_run

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use protocol::api::{Summary, UsageReport};
+use protocol::api::{CdnBytesByReason, Summary, UsageReport};
 
 /// Byte and stall counters of one report, or a difference between two.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -217,6 +217,7 @@ fn summary_of(content: &str, viewers: u32, totals: &ContentTotals) -> Summary {
         p2p_up_bytes: c.p2p_up_bytes,
         offload_ratio,
         stalls: c.stalls,
+        cdn_bytes: CdnBytesByReason::from_counts(c.cdn_bytes),
     }
 }
 
@@ -238,7 +239,7 @@ mod tests {
             peers: 1,
             rendition: 0,
             stalls: 0,
-            cdn_bytes: protocol::api::CdnBytesByReason::default(),
+            cdn_bytes: CdnBytesByReason::default(),
         }
     }
 
@@ -258,6 +259,22 @@ mod tests {
         assert_eq!((s.viewers, s.sessions, s.http_bytes, s.p2p_down_bytes, s.p2p_up_bytes), (2, 2, 100, 900, 450));
         assert!((s.offload_ratio - 0.9).abs() < 1e-9, "{}", s.offload_ratio);
         assert_eq!(store.summary(t0, "other").http_bytes, 50);
+    }
+
+    #[test]
+    fn the_summary_splits_cdn_bytes_by_reason_from_the_latest_reports() {
+        let t0 = Instant::now();
+        let mut store = UsageStore::new(100, 100, WINDOW);
+        let with = |session: &str, seq: u64, seed: u64, retry: u64| UsageReport {
+            cdn_bytes: CdnBytesByReason { seed, retry, ..CdnBytesByReason::default() },
+            ..report(session, "live", seq, seed + retry, 0)
+        };
+        store.ingest(t0, &with("a", 0, 100, 10)).unwrap();
+        store.ingest(t0, &with("a", 1, 150, 10)).unwrap();
+        store.ingest(t0, &with("b", 0, 40, 5)).unwrap();
+        let s = store.summary(t0, "live");
+        assert_eq!((s.cdn_bytes.seed, s.cdn_bytes.retry, s.cdn_bytes.churn), (190, 15, 0));
+        assert_eq!(s.http_bytes, 205);
     }
 
     #[test]

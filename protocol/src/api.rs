@@ -343,6 +343,10 @@ pub struct Summary {
     pub offload_ratio: f64,
     /// Sum of stalls over sessions.
     pub stalls: u64,
+    /// [`Self::http_bytes`] split by why the CDN was used (sum of
+    /// [`UsageReport::cdn_bytes`]), in bytes; absent from older analytics, read as zeros.
+    #[serde(default)]
+    pub cdn_bytes: CdnBytesByReason,
 }
 
 /// Body of the distributor's admin `PUT /v1/admin/contents/{customer}/{content}`, and what the
