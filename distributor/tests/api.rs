@@ -76,7 +76,8 @@ async fn enabled_content_gets_p2p_rules_urls_and_a_valid_token() {
 
 #[tokio::test]
 async fn cdn_access_token_and_digest_key_are_issued_when_configured() {
-    let plain: ConfigResponse = start(config()).await.get_config("customer=acme&content=live").await.json().await.unwrap();
+    let plain: ConfigResponse =
+        start(config()).await.get_config("customer=acme&content=live").await.json().await.unwrap();
     assert!(plain.cdn_token.is_empty() && plain.digest_public_key.is_empty());
     let server = start(Config { cdn_secret: "edge".into(), digest_public_key: "ab".repeat(32), ..config() }).await;
     let body: ConfigResponse = server.get_config("customer=acme&content=live").await.json().await.unwrap();

@@ -133,7 +133,10 @@ impl Config {
                 && r.name.len() <= 32
                 && !r.name.starts_with('.')
                 && r.name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-            let dims_ok = (2..=7680).contains(&r.width) && (2..=4320).contains(&r.height) && r.width % 2 == 0 && r.height % 2 == 0;
+            let dims_ok = (2..=7680).contains(&r.width)
+                && (2..=4320).contains(&r.height)
+                && r.width % 2 == 0
+                && r.height % 2 == 0;
             let rates_ok = (1..=100_000).contains(&r.video_kbps) && (1..=512).contains(&r.audio_kbps);
             let unique = self.ladder[..i].iter().all(|o| o.name != r.name);
             if !(name_ok && dims_ok && rates_ok && unique) {

@@ -108,7 +108,8 @@ pub fn args(config: &Config, launch: &Launch) -> Vec<String> {
     push(&["-hls_flags", "delete_segments+independent_segments+omit_endlist+program_date_time"]);
     push(&["-hls_segment_type", "mpegts", "-start_number", &launch.start_number.to_string()]);
     push(&["-master_pl_name", "master.m3u8", "-master_pl_publish_rate", "1"]);
-    let map: Vec<String> = config.ladder.iter().enumerate().map(|(i, r)| format!("v:{i},a:{i},name:{}", r.name)).collect();
+    let map: Vec<String> =
+        config.ladder.iter().enumerate().map(|(i, r)| format!("v:{i},a:{i},name:{}", r.name)).collect();
     push(&["-var_stream_map", &map.join(" ")]);
     push(&["-method", "PUT", "-http_persistent", "1", "-timeout", &IO_TIMEOUT_S.to_string()]);
     // ffmpeg expects each custom header line to end with CRLF.
@@ -167,7 +168,10 @@ mod tests {
     #[test]
     fn overlay_is_optional() {
         let with = filter_graph(&config());
-        assert!(with.starts_with("[0:v]split=2[s0][s1];[s0]scale=640:360,drawtext=text='360p %{localtime\\:%T}'"), "{with}");
+        assert!(
+            with.starts_with("[0:v]split=2[s0][s1];[s0]scale=640:360,drawtext=text='360p %{localtime\\:%T}'"),
+            "{with}"
+        );
         assert!(with.ends_with("[v1]"));
         let without = filter_graph(&Config { clock_overlay: false, ..config() });
         assert_eq!(without, "[0:v]split=2[s0][s1];[s0]scale=640:360[v0];[s1]scale=320:180[v1]");

@@ -225,7 +225,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_missing_ffmpeg_is_an_error() {
-        let config = Config { ffmpeg_path: "/nonexistent/ffmpeg".into(), ingest_token: "t".into(), ..Config::default() };
+        let config =
+            Config { ffmpeg_path: "/nonexistent/ffmpeg".into(), ingest_token: "t".into(), ..Config::default() };
         let (tx, _rx) = watch::channel(Status::default());
         let err = run_with_status(config, std::future::pending(), tx).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotFound);
@@ -243,7 +244,13 @@ mod tests {
         };
         let (tx, mut rx) = watch::channel(Status::default());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(run_with_status(config, async move { let _ = stopped.await; }, tx));
+        let task = tokio::spawn(run_with_status(
+            config,
+            async move {
+                let _ = stopped.await;
+            },
+            tx,
+        ));
         rx.wait_for(|s| s.starts >= 3).await.unwrap();
         stop.send(()).unwrap();
         task.await.unwrap().unwrap();

@@ -92,7 +92,9 @@ impl Live {
             return None;
         }
         let body = res.bytes().await.unwrap();
-        let Ok(Playlist::MediaPlaylist(media)) = m3u8_rs::parse_playlist_res(&body) else { panic!("bad media playlist") };
+        let Ok(Playlist::MediaPlaylist(media)) = m3u8_rs::parse_playlist_res(&body) else {
+            panic!("bad media playlist")
+        };
         assert_eq!(media.target_duration, 1);
         assert!(media.segments.len() <= 3, "window of 3 segments exceeded: {}", media.segments.len());
         assert!(!media.end_list);
@@ -115,7 +117,11 @@ impl Live {
     async fn wait_sequence(&self, min: u64) -> u64 {
         let started = Instant::now();
         loop {
-            assert!(started.elapsed() < DEADLINE, "stream did not reach media sequence {min}: {:?}", self.status.borrow());
+            assert!(
+                started.elapsed() < DEADLINE,
+                "stream did not reach media sequence {min}: {:?}",
+                self.status.borrow()
+            );
             if let Some(variants) = self.variants().await {
                 assert_eq!(variants, vec!["180p/index.m3u8", "90p/index.m3u8"]);
                 let mut lowest = u64::MAX;
@@ -138,10 +144,7 @@ impl Live {
 
     async fn metric(&self, name: &str) -> f64 {
         let text = self.client.get(&self.metrics_url).send().await.unwrap().text().await.unwrap();
-        text.lines()
-            .filter(|l| l.starts_with(name))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        text.lines().filter(|l| l.starts_with(name)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
     }
 }
 
@@ -206,7 +209,13 @@ async fn the_stream_heals_after_an_origin_restart() {
     };
     let (status_tx, _status) = watch::channel(Status::default());
     let (_stop_transcoder, rx) = oneshot::channel::<()>();
-    tokio::spawn(swarmcast_transcoder::run_with_status(config, async move { let _ = rx.await; }, status_tx));
+    tokio::spawn(swarmcast_transcoder::run_with_status(
+        config,
+        async move {
+            let _ = rx.await;
+        },
+        status_tx,
+    ));
     let client = Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
     let playlist = format!("http://{addr}/live/heal/90p/index.m3u8");
     let sequence = |client: Client, url: String| async move {

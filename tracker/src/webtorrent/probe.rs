@@ -48,7 +48,8 @@ impl WebTorrentProbe {
             for k in 0..swarms_each {
                 let mut info_hash = [0u8; 20];
                 info_hash[..8].copy_from_slice(&((first + k) % swarms.max(1)).to_le_bytes());
-                let offers = (0..offers).map(|_| OfferIn { offer: sdp.clone(), offer_id: Id20(rng.random()) }).collect();
+                let offers =
+                    (0..offers).map(|_| OfferIn { offer: sdp.clone(), offer_id: Id20(rng.random()) }).collect();
                 let announce = Announce {
                     info_hash: Id20(info_hash),
                     peer_id,
