@@ -8,6 +8,8 @@ mod swarms;
 
 pub use probe::WebTorrentProbe;
 
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -17,6 +19,7 @@ use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use fastwebsockets::{Frame, OpCode, Payload, WebSocket};
+use foldhash::fast::RandomState;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use prometheus_client::metrics::counter::Counter;
@@ -24,11 +27,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use protocol::webtorrent::{self, ErrorOut, Event, Id20, to_json};
 use service::Metrics;
-use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
 use tokio::io::BufWriter;
-
-use foldhash::fast::RandomState;
 use tokio::sync::mpsc;
 
 use crate::{AppState, Config};

@@ -132,7 +132,7 @@ impl Swarms {
         let torrent = self.torrents.entry(a.info_hash).or_default();
         // One lookup of the announcing peer; its index stays valid until the peer is removed.
         let index = torrent.peers.get_index_of(&a.peer_id);
-        if index.and_then(|i| torrent.peers.get_index(i)).is_some_and(|(_, p)| p.conn != conn) {
+        if index.is_some_and(|i| torrent.peers[i].conn != conn) {
             outcome.ignored = true;
             return outcome;
         }
@@ -147,8 +147,9 @@ impl Swarms {
             return outcome;
         }
         let until_s = now_s.saturating_add(limits.peer_ttl_s);
-        let me = match index.and_then(|i| torrent.peers.get_index_mut(i).map(|(_, peer)| (i, peer))) {
-            Some((i, peer)) => {
+        let me = match index {
+            Some(i) => {
+                let peer = &mut torrent.peers[i];
                 if peer.seeder != a.seeder {
                     if a.seeder {
                         torrent.seeders += 1;
