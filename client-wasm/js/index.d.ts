@@ -46,6 +46,11 @@ export interface AgentStats {
   bandwidthBps: number;
   mode: 'starting' | 'p2p' | 'cdn' | 'destroyed';
   /**
+   * Media playlist loads the agent made itself: the viewer that fetches the next segment for a
+   * full-mesh swarm polls the playlist until it lists it, rather than wait for hls.js's reload.
+   */
+  playlistPolls: number;
+  /**
    * The engine's CDN bytes by why they came from the CDN: a joiner's first segments before any
    * data channel (`startup_alone`) or with no peer holding them (`startup`), the one deliberate
    * fetch of a new segment (`seed`), a deadline reached while holders were busy

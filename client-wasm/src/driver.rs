@@ -19,6 +19,7 @@ use crate::http;
 use crate::js::{self, Timer};
 use crate::pathways::Pathways;
 use crate::peer::Peers;
+use crate::reload::Reloads;
 use crate::session::{self, Reporting, Session};
 use crate::signalling::Signalling;
 use crate::vec_map::VecMap;
@@ -30,8 +31,8 @@ pub(crate) type ShellRef = Rc<RefCell<Shell>>;
 /// Most distinct segments the player may wait for at once; more are refused.
 const MAX_PENDING_LOADS: usize = 64;
 
-/// Most renditions whose playlists are kept.
-const MAX_RENDITIONS: usize = 32;
+/// Most renditions whose playlists (and playlist URLs) are kept.
+pub(crate) const MAX_RENDITIONS: usize = 32;
 
 /// Where the agent is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +77,8 @@ pub(crate) struct Shell {
     pub(crate) signalling: Option<Signalling>,
     pub(crate) peers: Peers,
     pub(crate) playlists: VecMap<u32, Vec<SegmentInfo>>,
+    /// Playlist URLs and the early reloads polling them.
+    pub(crate) reloads: Reloads,
     last_playback: Option<Input>,
     loads: VecMap<SegmentId, Vec<Pending>>,
     /// Downloads the engine asked for.
@@ -111,6 +114,7 @@ impl Shell {
                 signalling: None,
                 peers: Peers::default(),
                 playlists: VecMap::default(),
+                reloads: Reloads::default(),
                 last_playback: None,
                 loads: VecMap::default(),
                 http: VecMap::default(),
@@ -231,6 +235,7 @@ fn perform(shell: &ShellRef, out: Output) {
         Output::RequestPeers => session::request_peers(shell),
         Output::Deliver { id, bytes } => settle(shell, id, Ok(&bytes)),
         Output::PlayerFailed { id } => settle(shell, id, Err("segment unavailable")),
+        Output::ReloadPlaylist { rendition, msn } => crate::reload::start(shell, rendition, msn),
     }
 }
 

@@ -1,11 +1,14 @@
-//! `fetch`: JSON calls to the control plane, and segment downloads streamed chunk by chunk.
+//! `fetch`: JSON calls to the control plane, media playlists as text, and segment downloads
+//! streamed chunk by chunk.
 
 use js_sys::{Reflect, Uint8Array};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
-use web_sys::{AbortController, AbortSignal, Headers, ReadableStreamDefaultReader, RequestInit, Response};
+use web_sys::{
+    AbortController, AbortSignal, Headers, ReadableStreamDefaultReader, RequestCache, RequestInit, Response,
+};
 
 use crate::wire;
 
@@ -64,6 +67,21 @@ pub(crate) async fn post(url: &str, body: &impl Serialize, timeout_ms: u32, keep
     send("POST", url, Some(&body), timeout_ms, keepalive).await.map(drop)
 }
 
+/// `GET url` as text, bypassing the browser's HTTP cache (`cache: "no-store"`, so a reload sees
+/// the server's newest copy), giving up after `timeout_ms`. A body over `max_bytes` is
+/// [`HttpError::Body`].
+pub(crate) async fn get_text(url: &str, timeout_ms: u32, max_bytes: usize) -> Result<String, HttpError> {
+    let init = request_init("GET", None, timeout_ms)?;
+    init.set_cache(RequestCache::NoStore);
+    let response = fetch(url, &init).await?;
+    // Refused before reading when the server says it is too large; checked again once read.
+    let declared = response.headers().get("content-length").ok().flatten().and_then(|l| l.trim().parse::<u64>().ok());
+    if declared.is_some_and(|len| len > max_bytes as u64) {
+        return Err(HttpError::Body);
+    }
+    read_text(&response, max_bytes).await
+}
+
 async fn send(
     method: &str,
     url: &str,
@@ -71,7 +89,16 @@ async fn send(
     timeout_ms: u32,
     keepalive: bool,
 ) -> Result<Response, HttpError> {
-    let window = web_sys::window().ok_or(HttpError::Network)?;
+    let init = request_init(method, body, timeout_ms)?;
+    if keepalive {
+        // Not in web-sys' RequestInit; the property is standard (Fetch §5.3).
+        let _ = Reflect::set(&init, &JsValue::from_str("keepalive"), &JsValue::TRUE);
+    }
+    fetch(url, &init).await
+}
+
+/// A request with `method`, a JSON `body` if any, aborted after `timeout_ms`.
+fn request_init(method: &str, body: Option<&str>, timeout_ms: u32) -> Result<RequestInit, HttpError> {
     let init = RequestInit::new();
     init.set_method(method);
     init.set_signal(Some(&AbortSignal::timeout_with_u32(timeout_ms)));
@@ -81,11 +108,13 @@ async fn send(
         headers.set("content-type", "application/json").map_err(|_| HttpError::Network)?;
         init.set_headers(&headers);
     }
-    if keepalive {
-        // Not in web-sys' RequestInit; the property is standard (Fetch §5.3).
-        let _ = Reflect::set(&init, &JsValue::from_str("keepalive"), &JsValue::TRUE);
-    }
-    let response = JsFuture::from(window.fetch_with_str_and_init(url, &init)).await.map_err(|_| HttpError::Network)?;
+    Ok(init)
+}
+
+/// Sends the request; a non-2xx answer is [`HttpError::Status`].
+async fn fetch(url: &str, init: &RequestInit) -> Result<Response, HttpError> {
+    let window = web_sys::window().ok_or(HttpError::Network)?;
+    let response = JsFuture::from(window.fetch_with_str_and_init(url, init)).await.map_err(|_| HttpError::Network)?;
     let response: Response = response.dyn_into().map_err(|_| HttpError::Network)?;
     if !response.ok() {
         return Err(HttpError::Status(response.status()));
@@ -94,13 +123,19 @@ async fn send(
 }
 
 async fn read_json<T: DeserializeOwned>(response: &Response) -> Result<T, HttpError> {
+    let text = read_text(response, MAX_JSON_RESPONSE_BYTES).await?;
+    serde_json::from_str(&text).map_err(|_| HttpError::Body)
+}
+
+/// The body as text; over `max_bytes` (UTF-8) is [`HttpError::Body`].
+async fn read_text(response: &Response, max_bytes: usize) -> Result<String, HttpError> {
     let text = response.text().map_err(|_| HttpError::Body)?;
     let text = JsFuture::from(text).await.map_err(|_| HttpError::Network)?;
     let text = text.as_string().ok_or(HttpError::Body)?;
-    if text.len() > MAX_JSON_RESPONSE_BYTES {
+    if text.len() > max_bytes {
         return Err(HttpError::Body);
     }
-    serde_json::from_str(&text).map_err(|_| HttpError::Body)
+    Ok(text)
 }
 
 /// What a segment download reports, in order: chunks, then exactly one of `Done` or `Failed`.

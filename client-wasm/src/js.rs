@@ -51,6 +51,20 @@ pub(crate) fn random_seed() -> u64 {
     (hi << 32) | lo
 }
 
+/// Resolves after `delay_ms` (`setTimeout`); at once outside a window.
+pub(crate) async fn sleep(delay_ms: u32) {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        let ms = i32::try_from(delay_ms).unwrap_or(i32::MAX);
+        let armed = web_sys::window()
+            .and_then(|w| w.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms).ok())
+            .is_some();
+        if !armed {
+            let _ = resolve.call0(&JsValue::NULL);
+        }
+    });
+    let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+}
+
 /// A `setTimeout` or `setInterval` that is cleared when dropped.
 pub(crate) struct Timer {
     handle: i32,

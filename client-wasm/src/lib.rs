@@ -19,7 +19,8 @@
 //!
 //! Modules: [`driver`] (the engine loop and player requests), [`session`] (distributor,
 //! tracker, analytics), [`signalling`] (websocket), [`peer`] (RTCPeerConnection + data
-//! channels), [`http`] (fetch), [`downloads`] (segment downloads), [`pathways`] (CDN failover), [`wire`] (pure helpers), [`js`] (clock, timers).
+//! channels), [`http`] (fetch), [`downloads`] (segment downloads), [`pathways`] (CDN failover),
+//! [`reload`] (early playlist reloads), [`wire`] (pure helpers), [`js`] (clock, timers).
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod digests;
@@ -30,6 +31,7 @@ mod js;
 mod outbox;
 mod pathways;
 mod peer;
+mod reload;
 mod sdp;
 mod session;
 mod signalling;
@@ -73,13 +75,17 @@ impl Agent {
     /// Gives the live window of `rendition` (the level index): an array of
     /// `{ msn, start_ms, duration_ms, url, byte_len? }`, times in ms on the media timeline.
     /// With the media playlist's URL, the origin's digests published beside it are fetched and
-    /// checked, and segments from peers are verified against them.
+    /// checked, and segments from peers are verified against them; and when the engine asks for
+    /// an early reload (it seeds the next segment), the agent polls that URL until it lists it.
     ///
     /// # Errors
     /// When `segments` is not such an array (or is over 1 MiB of JSON).
     pub fn playlist(&self, rendition: u32, segments: JsValue, playlist_url: Option<String>) -> Result<(), JsError> {
         let json = stringify(&segments)?;
         let segments = wire::parse_segments(&json).map_err(|e| JsError::new(&e.to_string()))?;
+        if let Some(url) = &playlist_url {
+            self.shell.borrow_mut().reloads.set_url(rendition, url);
+        }
         driver::playlist(&self.shell, rendition, segments);
         if let Some(url) = playlist_url {
             digests::refresh(&self.shell, rendition, &url);
@@ -134,8 +140,9 @@ impl Agent {
     }
 
     /// Returns `{ httpBytes, p2pDownBytes, p2pUpBytes, peers, peerId, rendition,
-    /// segmentsDelivered, stalls, bandwidthBps, mode, cdnBytesByReason }` (bytes of segment
-    /// payload since start; `cdnBytesByReason` splits the engine's CDN bytes by why they came
+    /// segmentsDelivered, stalls, bandwidthBps, mode, playlistPolls, cdnBytesByReason }` (bytes of
+    /// segment payload since start; `playlistPolls` counts the media playlist loads the agent made
+    /// itself for early reloads; `cdnBytesByReason` splits the engine's CDN bytes by why they came
     /// from the CDN: `startup_alone`, `startup`, `seed`, `deadline_busy`, `deadline_alone`,
     /// `retry`, `churn`, `other`).
     pub fn stats(&self) -> JsValue {

@@ -274,7 +274,8 @@ fn track(shell: &ShellRef, keepalive: bool) {
     });
 }
 
-/// Asks the tracker for candidates (`POST /v1/peers`) and feeds them to the engine.
+/// Asks the tracker for candidates (`POST /v1/peers`) and feeds them to the engine, after the
+/// size of the swarm when the tracker counts it.
 pub(crate) fn request_peers(shell: &ShellRef) {
     let (url, body, timeout, local) = {
         let mut s = shell.borrow_mut();
@@ -311,6 +312,9 @@ pub(crate) fn request_peers(shell: &ShellRef) {
         }
         let peers: Vec<PeerId> = answer.peers.into_iter().filter(|p| *p != local).take(MAX_CANDIDATES).collect();
         shell.borrow().log(&format!("tracker offered {} peers", peers.len()));
+        if let Some(peers) = answer.swarm_peers {
+            driver::feed(&shell, Input::SwarmSize { peers });
+        }
         if !peers.is_empty() {
             driver::feed(&shell, Input::PeersDiscovered { peers });
         }

@@ -54,6 +54,9 @@ pub struct Config {
     /// once unless a connected peer already holds it whole. Not applied when the tracker
     /// answered with no candidate, nor after the first segment was delivered (a stall).
     pub startup_peer_wait_ms: u64,
+    /// Whether the designated seeder of the next segment, in a full mesh, asks the shell to load
+    /// the playlist until it lists that segment ([`crate::Output::ReloadPlaylist`]).
+    pub early_reload: bool,
 }
 
 impl Default for Config {
@@ -78,6 +81,7 @@ impl Default for Config {
             keep_behind_window: 3,
             max_stored_segments: 30,
             startup_peer_wait_ms: 0,
+            early_reload: true,
         }
     }
 }

@@ -42,6 +42,12 @@ pub struct Engine {
     pub(crate) now: Millis,
     /// When the player first asked for a segment, in engine ms (start of the startup wait).
     pub(crate) startup_since: Option<Millis>,
+    /// Viewers in our swarm by the tracker's last count, us included, and when it came (ms).
+    pub(crate) swarm_peers: Option<(u32, Millis)>,
+    /// The segment of the last [`Output::ReloadPlaylist`] asked for.
+    pub(crate) reload_asked: Option<SegmentId>,
+    /// When the tracker was last asked only to refresh its count of the swarm.
+    pub(crate) swarm_count_asked: Option<Millis>,
     next_request_id: u32,
     /// The last `Have` broadcast, encoded, to send only changes.
     last_have: Vec<u8>,
@@ -69,6 +75,9 @@ impl Engine {
             digests: Digests::default(),
             now: 0,
             startup_since: None,
+            swarm_peers: None,
+            reload_asked: None,
+            swarm_count_asked: None,
             next_request_id: 0,
             last_have: Message::Have { segments: Vec::new(), fetching: Vec::new() }.encode(),
         }
@@ -96,6 +105,7 @@ impl Engine {
             Input::HttpDone { id, total_len } => self.on_http_done(now, id, total_len),
             Input::HttpFailed { id, .. } => self.on_http_failed(id),
             Input::PeersDiscovered { peers } => self.peers.discovered(&self.local, peers),
+            Input::SwarmSize { peers } => self.swarm_peers = Some((peers, now)),
             Input::PeerConnected { peer } => self.on_peer_connected(peer),
             Input::PeerClosed { peer } => self.drop_peer(now, &peer),
             Input::PeerMessage { peer, bytes } => self.on_peer_message(now, peer, &bytes),
@@ -141,7 +151,7 @@ impl Engine {
     pub fn poll_timeout(&self) -> Option<Millis> {
         let peers = self.peers.timer(self.max_peers(), self.config.connect_timeout_ms);
         let segments = self.store.iter().filter_map(|(id, seg)| self.segment_timer(self.now, id, seg));
-        peers.into_iter().chain(segments).min()
+        peers.into_iter().chain(self.swarm_count_timer()).chain(segments).min()
     }
 
     /// Counters since the engine was created.
@@ -171,7 +181,8 @@ impl Engine {
         for peer in self.peers.dial(now, self.max_peers()) {
             self.outputs.push_back(Output::Connect { peer });
         }
-        if self.peers.tracker_due(now, self.max_peers(), self.config.peer_request_interval_ms) {
+        let due = self.peers.tracker_due(now, self.max_peers(), self.config.peer_request_interval_ms);
+        if self.swarm_count_wanted(now) || due {
             self.outputs.push_back(Output::RequestPeers);
         }
         self.forget_played(now);
@@ -208,6 +219,9 @@ impl Engine {
         if let Some(oldest) = self.playlists.oldest_msn(rendition) {
             let gone = self.store.evict_before(rendition, oldest.saturating_sub(self.config.keep_behind_window));
             self.release(gone);
+        }
+        if active {
+            self.reload_early(now, rendition);
         }
     }
 

@@ -78,6 +78,13 @@ pub enum Input {
         /// Candidates, best first.
         peers: Vec<PeerId>,
     },
+    /// The tracker counts `peers` viewers in our swarm (content and rendition), us included
+    /// (`PeersResponse::swarm_peers`). With it the engine knows when every viewer of the swarm is
+    /// a neighbour (a full mesh), where it asks for [`Output::ReloadPlaylist`].
+    SwarmSize {
+        /// Viewers in the swarm, us included.
+        peers: u32,
+    },
     /// A data channel to `peer` opened.
     PeerConnected {
         /// The peer.
@@ -134,6 +141,17 @@ pub enum Output {
     },
     /// Ask the tracker for more candidates ([`Input::PeersDiscovered`] answers).
     RequestPeers,
+    /// Load the media playlist of `rendition` again until it lists `msn` (poll it an eighth of
+    /// a target duration after each answer, at least 250 ms, for at most one target duration +
+    /// 1 s), and feed the version that lists it as [`Input::Playlist`]. Asked by the designated seeder of `msn` in a full mesh, so that it
+    /// fetches the segment from the CDN when it is published rather than at the player's next
+    /// reload, 0 to 1 target duration later (`engine/src/reload.rs`).
+    ReloadPlaylist {
+        /// The rendition whose media playlist to load.
+        rendition: u32,
+        /// The media sequence number to wait for.
+        msn: u64,
+    },
     /// Hand the player the whole segment it asked for.
     Deliver {
         /// The segment.

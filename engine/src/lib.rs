@@ -65,6 +65,15 @@
 //! waits one more segment duration. Whoever fetches announces it at once, so the others wait
 //! for it instead of fetching it too.
 //!
+//! **The seeder sees the segment when it is published.** The player reloads its playlist once
+//! per target duration at a phase of its own, so a peer lists a new segment 0 to 1 target
+//! duration after its publication. In a full mesh (the tracker's count of the swarm,
+//! [`Input::SwarmSize`], equals our neighbours plus us), the designated seeder of the segment
+//! after our newest asks the shell to poll the playlist until it lists it
+//! ([`Output::ReloadPlaylist`], `reload.rs`); exactly one peer polls, as every peer computes the
+//! same rank. In a partial mesh every neighbourhood's top-ranked peer would then fetch at the
+//! same moment, so it is not done there.
+//!
 //! **Chunk relay.** Announcements (`Have`) list complete segments and segments being received;
 //! a peer that receives a segment relays it: a request is answered with the bytes held, and
 //! every byte that arrives later is passed on at once (`upload.rs`), so a segment crosses the
@@ -113,6 +122,7 @@ mod peers;
 mod playback;
 mod playlist;
 mod rank;
+mod reload;
 mod scheduler;
 mod segments;
 mod split;

@@ -230,6 +230,11 @@ pub struct PeersResponse {
     /// offering to any of them. Empty from trackers that do not introduce.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub intro: String,
+    /// Viewers the tracker counts in the asking peer's swarm (content and rendition), the asker
+    /// included, counted up to 256. The engine learns from it when every viewer of the swarm is its neighbour
+    /// (`engine::Input::SwarmSize`). Absent from trackers that do not count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swarm_peers: Option<u32>,
 }
 
 /// Body of `POST /v1/usage` (analytics): the agent's counters since the session started.

@@ -51,6 +51,10 @@
 //! (count and seconds) and the rebuffering ratio; startup = arrival → first frame (playlist
 //! load included); live latency = clock − playhead, i.e. the age of the picture; CDN requests
 //! per distinct segment played; wasted bytes = bytes that crossed a link and were thrown away.
+//! The uplink-capacity bound ([`Report::cap_bound`]) is ∫ min((n − 1)·b, Σu) dt / ∫ n·b dt over
+//! the run, with n the viewers present, Σu their uplinks and b the bitrate: an upper bound on
+//! the offload given the uplinks actually present (it ignores startup, latency and each
+//! segment's CDN copy), not an achievable target.
 //!
 //! **Byte scale.** Moving real segment bytes through a thousand engines would take gigabytes
 //! of memory and most of the run time, so one simulated byte stands for

@@ -63,6 +63,7 @@ impl Scheduler for CdnOnly {
             Input::PeerConnected { peer } => self.outputs.push_back(Output::Disconnect { peer }),
             Input::Playback { .. }
             | Input::PeersDiscovered { .. }
+            | Input::SwarmSize { .. }
             | Input::PeerClosed { .. }
             | Input::PeerMessage { .. } => {}
         }

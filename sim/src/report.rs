@@ -5,6 +5,9 @@ use std::fmt::Write as _;
 use crate::clock::Micros;
 use crate::config::SimConfig;
 
+mod capacity;
+pub(crate) use capacity::Capacity;
+
 /// The outcome of one run (or, with `runs > 1`, the mean of several, see [`summarize`]).
 /// Byte counts are real bytes (simulated bytes × `byte_scale`).
 #[derive(Debug, Clone, PartialEq)]
@@ -37,6 +40,11 @@ pub struct Report {
     pub offload: f64,
     /// The bound 1 − 1/N: every segment fetched once from the CDN, by one of N viewers.
     pub offload_bound: f64,
+    /// The uplink-capacity bound, 0..=`offload_bound`: ∫ min((n − 1)·b, Σu) dt / ∫ n·b dt from
+    /// the first arrival to the end, with n the viewers present, Σu the sum of their uplinks
+    /// and b the stream bitrate (all bytes/s). An upper bound on the offload given the uplinks
+    /// present (it ignores startup, latency and the CDN copy of each segment), not a target.
+    pub cap_bound: f64,
     /// Stalls after the first frame, all viewers.
     pub stalls: u64,
     /// Time spent stalled after the first frame, all viewers, in s.
@@ -63,6 +71,9 @@ pub struct Report {
     pub cdn_bytes_by_reason: [u64; 8],
     /// Seeding fetches beyond the first of each segment (two peers that both seeded it).
     pub duplicate_seeds: u64,
+    /// Playlist requests the shells made for `engine::Output::ReloadPlaylist` (the early reload
+    /// of the next segment's seeder), beyond the players' own reloads.
+    pub playlist_polls: u64,
     /// CDN requests per distinct segment played by someone (1.0 is ideal; N without P2P).
     pub cdn_requests_per_segment: f64,
     /// Bytes that crossed a link but were thrown away (duplicates, answers to cancelled
@@ -94,6 +105,8 @@ pub struct Report {
 #[derive(Debug, Default)]
 pub(crate) struct Tally {
     pub(crate) sessions: u64,
+    /// Playlist requests made for `Output::ReloadPlaylist` (beyond the players' own reloads).
+    pub(crate) playlist_polls: u64,
     pub(crate) segments_published: u64,
     /// Simulated bytes kept by schedulers.
     pub(crate) http_bytes: u64,
@@ -122,6 +135,8 @@ pub(crate) struct Tally {
     pub(crate) timer_spins: u64,
     pub(crate) purged_messages: u64,
     pub(crate) overflow_drops: u64,
+    /// Integrals of the uplink-capacity bound.
+    pub(crate) capacity: Capacity,
 }
 
 impl Tally {
@@ -147,6 +162,7 @@ impl Tally {
             p2p_bytes: p2p,
             offload: ratio(p2p as f64, (http + p2p) as f64),
             offload_bound: 1.0 - 1.0 / f64::from(config.peers),
+            cap_bound: self.capacity.bound(),
             stalls: self.stalls,
             stall_s: self.stalled_us as f64 / 1e6,
             rebuffer_ratio: ratio(self.stalled_us as f64, self.watched_us as f64),
@@ -159,6 +175,7 @@ impl Tally {
             cdn_fetches_by_reason: self.cdn_fetches_by_reason,
             cdn_bytes_by_reason: self.cdn_bytes_by_reason.map(|b| b * scale),
             duplicate_seeds: self.duplicate_seeds,
+            playlist_polls: self.playlist_polls,
             cdn_requests_per_segment: ratio(self.cdn_requests as f64, self.segments_played as f64),
             wasted_bytes: wasted,
             wasted_p2p_bytes: self.wasted_p2p_bytes,
@@ -213,6 +230,7 @@ fn mean(group: &[&Report]) -> Report {
         http_bytes: u(|r| r.http_bytes),
         p2p_bytes: u(|r| r.p2p_bytes),
         offload: f(|r| r.offload),
+        cap_bound: f(|r| r.cap_bound),
         stalls: u(|r| r.stalls),
         stall_s: f(|r| r.stall_s),
         rebuffer_ratio: f(|r| r.rebuffer_ratio),
@@ -233,6 +251,7 @@ fn mean(group: &[&Report]) -> Report {
             (group.iter().map(|r| r.cdn_bytes_by_reason[i] as f64).sum::<f64>() / n).round() as u64
         }),
         duplicate_seeds: u(|r| r.duplicate_seeds),
+        playlist_polls: u(|r| r.playlist_polls),
         cdn_requests_per_segment: f(|r| r.cdn_requests_per_segment),
         wasted_bytes: u(|r| r.wasted_bytes),
         wasted_p2p_bytes: u(|r| r.wasted_p2p_bytes),
@@ -252,13 +271,14 @@ fn mean(group: &[&Report]) -> Report {
 /// A fixed-width text table, one row per report.
 pub fn table(reports: &[Report]) -> String {
     let mut out = format!(
-        "{:<9} {:>6} {:>5} {:>6} {:>8} {:>7} {:>7} {:>8} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8}\n",
+        "{:<9} {:>6} {:>5} {:>6} {:>8} {:>7} {:>6} {:>7} {:>8} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8}\n",
         "scheduler",
         "N",
         "seg_s",
         "seed",
         "offload",
         "bound",
+        "cap",
         "stalls",
         "stall_s",
         "rebuf%",
@@ -272,13 +292,14 @@ pub fn table(reports: &[Report]) -> String {
         let seed = if r.runs > 1 { format!("{}x", r.runs) } else { r.seed.to_string() };
         let _ = writeln!(
             out,
-            "{:<9} {:>6} {:>5} {:>6} {:>8.3} {:>7.3} {:>7} {:>8.1} {:>7.2} {:>8.0} {:>8.0} {:>8.1} {:>8.2} {:>8.2}",
+            "{:<9} {:>6} {:>5} {:>6} {:>8.3} {:>7.3} {:>6.3} {:>7} {:>8.1} {:>7.2} {:>8.0} {:>8.0} {:>8.1} {:>8.2} {:>8.2}",
             r.scheduler,
             r.peers,
             r.segment_duration_ms as f64 / 1e3,
             seed,
             r.offload,
             r.offload_bound,
+            r.cap_bound,
             r.stalls,
             r.stall_s,
             r.rebuffer_ratio * 100.0,
@@ -300,7 +321,7 @@ cdn_requests_per_segment,cdn_seed_fetches,cdn_deadline_fetches,cdn_other_fetches
 dropped_messages,purged_messages,overflow_drops,events,duplicate_seeds,\
 fetches_startup_alone,fetches_startup,fetches_seed,fetches_deadline_busy,fetches_deadline_alone,fetches_retry,\
 fetches_churn,fetches_other,cdn_bytes_startup_alone,cdn_bytes_startup,cdn_bytes_seed,cdn_bytes_deadline_busy,\
-cdn_bytes_deadline_alone,cdn_bytes_retry,cdn_bytes_churn,cdn_bytes_other";
+cdn_bytes_deadline_alone,cdn_bytes_retry,cdn_bytes_churn,cdn_bytes_other,cap_bound,playlist_polls";
 
 /// CSV with a header line, one row per report (scheduler names are written as given and must
 /// not hold commas).
@@ -353,20 +374,20 @@ pub fn csv(reports: &[Report]) -> String {
         for n in r.cdn_fetches_by_reason.iter().chain(&r.cdn_bytes_by_reason) {
             let _ = write!(out, ",{n}");
         }
-        out.push('\n');
+        let _ = writeln!(out, ",{:.6},{}", r.cap_bound, r.playlist_polls);
     }
     out
 }
 
 /// Where the CDN bytes came from: per report, the share of all segment bytes (CDN and peer)
 /// fetched from the CDN for each [`engine::CdnReason`], in percent, then the seeding fetches
-/// beyond the first per segment, and CDN fetches per segment played.
+/// beyond the first per segment and the early reloads' playlist polls, per segment played.
 pub fn reasons_table(reports: &[Report]) -> String {
     let mut out = format!("{:<9} {:>6} {:>5} {:>6} {:>7}", "scheduler", "N", "seg_s", "seed", "cdn%");
     for reason in engine::CdnReason::ALL {
         let _ = write!(out, " {:>9}", short(reason.name()));
     }
-    out.push_str("  dup_seed/seg\n");
+    out.push_str("  dup_seed/seg  polls/seg\n");
     for r in reports {
         let seed = if r.runs > 1 { format!("{}x", r.runs) } else { r.seed.to_string() };
         let all = (r.http_bytes + r.p2p_bytes) as f64;
@@ -383,7 +404,8 @@ pub fn reasons_table(reports: &[Report]) -> String {
             let _ = write!(out, " {:>9.2}", ratio(bytes as f64, all) * 100.0);
         }
         let played = ratio(r.cdn_requests as f64, r.cdn_requests_per_segment);
-        let _ = writeln!(out, "  {:>12.2}", ratio(r.duplicate_seeds as f64, played));
+        let (dup, polls) = (r.duplicate_seeds as f64, r.playlist_polls as f64);
+        let _ = writeln!(out, "  {:>12.2} {:>10.2}", ratio(dup, played), ratio(polls, played));
     }
     out
 }
@@ -449,5 +471,6 @@ mod tests {
         let columns = lines[0].split(',').count();
         assert!(lines.iter().all(|l| l.split(',').count() == columns), "{csv}");
         assert!(lines[1].starts_with("engine,4,2000,600,1,1,"));
+        assert!(lines[0].ends_with(",cap_bound,playlist_polls") && lines[1].ends_with(",0.000000,0"), "{csv}");
     }
 }

@@ -62,8 +62,15 @@ impl<S: Scheduler, F: FnMut(PeerId) -> S> Swarm<'_, S, F> {
             }
             Output::RequestPeers => {
                 let peers = self.tracker.candidates(&mut self.rng, v);
+                let swarm = u32::try_from(self.tracker.present().len()).unwrap_or(u32::MAX);
                 let at = now + from_ms(self.config.tracker_rtt_ms);
-                self.queue.push(at, Event::Peers { v, peers });
+                self.queue.push(at, Event::Peers { v, peers, swarm });
+            }
+            Output::ReloadPlaylist { msn, .. } => {
+                // Polled for at most one target duration + 1 s, as the browser agent does.
+                let until = now + from_ms(self.config.segment_duration_ms + 1_000);
+                let at = now + self.ttfb();
+                self.queue.push(at, Event::Poll { v, msn, until });
             }
             Output::Deliver { id, bytes } => {
                 if self.cdn.body(id.msn).is_some_and(|body| body != bytes.as_slice()) {

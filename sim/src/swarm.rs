@@ -19,6 +19,9 @@ use crate::tracker::Tracker;
 
 /// Slowest link rate drawn, in bytes/s (a distribution's tail must not stop a link dead).
 const MIN_RATE_BYTES_PER_S: f64 = 1_000.0;
+/// A shell polling the playlist for a segment (`Output::ReloadPlaylist`) asks again this long
+/// after each answer, at least, in µs (as the browser agent does); see [`Swarm::poll_interval`].
+pub(crate) const MIN_POLL_INTERVAL_US: Micros = 250_000;
 /// A viewer present for less than this at the end of the run is not blamed for not starting, in µs.
 const STARTUP_GRACE_US: Micros = 10_000_000;
 
@@ -53,8 +56,11 @@ pub(crate) enum Event {
     Open(usize, usize),
     /// A viewer learns that its channel to `peer` closed.
     Closed { v: usize, peer: usize },
-    /// The tracker's answer reaches a viewer.
-    Peers { v: usize, peers: Vec<usize> },
+    /// The tracker's answer reaches a viewer: candidates, and viewers in the swarm.
+    Peers { v: usize, peers: Vec<usize>, swarm: u32 },
+    /// The answer to a viewer's playlist poll (`Output::ReloadPlaylist`) arrives: it waits for
+    /// segment `msn` and polls again until `until` (µs).
+    Poll { v: usize, msn: u64, until: Micros },
 }
 
 /// One viewer: its scheduler (gone once it left), player and fetches.
@@ -157,6 +163,7 @@ impl<'c, S: Scheduler, F: FnMut(PeerId) -> S> Swarm<'c, S, F> {
     /// Closes the books: every viewer still present stops watching now.
     pub(crate) fn finish(mut self, scheduler: &str) -> Report {
         let now = self.end;
+        self.tally.capacity.advance(now, self.stream_bytes_per_s());
         for v in 0..self.viewers.len() {
             if self.viewers[v].sched.is_some() {
                 self.settle_viewer(v, now);
@@ -244,10 +251,12 @@ impl<'c, S: Scheduler, F: FnMut(PeerId) -> S> Swarm<'c, S, F> {
                 let peer = self.viewers[peer].id.clone();
                 self.input(v, Input::PeerClosed { peer });
             }
-            Event::Peers { v, peers } => {
+            Event::Peers { v, peers, swarm } => {
                 let peers = peers.into_iter().map(|p| self.viewers[p].id.clone()).collect();
+                self.input(v, Input::SwarmSize { peers: swarm });
                 self.input(v, Input::PeersDiscovered { peers });
             }
+            Event::Poll { v, msn, until } => self.poll(v, msn, until),
         }
     }
 
@@ -266,6 +275,8 @@ impl<'c, S: Scheduler, F: FnMut(PeerId) -> S> Swarm<'c, S, F> {
         };
         let v = self.net.add(endpoint);
         self.tracker.join(v, endpoint.region);
+        let stream = self.stream_bytes_per_s();
+        self.tally.capacity.join(now, endpoint.up_bytes_per_s, stream);
         let id = format!("{}{v}", self.id_prefix);
         // The prefix is `s` + 8 hex digits + `p`, the index at most 20 digits: always a valid peerId.
         let id: PeerId = id.parse().expect("simulated peerIds are well-formed");
@@ -288,6 +299,10 @@ impl<'c, S: Scheduler, F: FnMut(PeerId) -> S> Swarm<'c, S, F> {
     /// Viewer `v` closes its tab: its channels close and its counters are frozen.
     fn leave(&mut self, v: usize) {
         let now = self.queue.now();
+        if self.present(v) {
+            let (up, stream) = (self.net.endpoint(v).up_bytes_per_s, self.stream_bytes_per_s());
+            self.tally.capacity.leave(now, up, stream);
+        }
         self.settle_viewer(v, now);
         self.tracker.leave(v);
         self.net.clear(v);
@@ -332,6 +347,30 @@ impl<'c, S: Scheduler, F: FnMut(PeerId) -> S> Swarm<'c, S, F> {
         }
         self.try_request(v);
         self.queue.push(now + from_ms(self.config.segment_duration_ms), Event::Reload(v));
+    }
+
+    /// A viewer's playlist poll is answered: the playlist goes to its scheduler (not its player,
+    /// which reloads on its own schedule) once it lists `msn`; until then the shell asks again
+    /// every [`Swarm::poll_interval`] until `until`.
+    fn poll(&mut self, v: usize, msn: u64, until: Micros) {
+        if !self.present(v) {
+            return;
+        }
+        let now = self.queue.now();
+        self.tally.playlist_polls += 1;
+        if self.cdn.newest() >= msn {
+            let segments = self.cdn.playlist().to_vec();
+            self.input(v, Input::Playlist { rendition: 0, segments });
+        } else if now + self.poll_interval() < until {
+            let at = now + self.poll_interval() + self.ttfb();
+            self.queue.push(at, Event::Poll { v, msn, until });
+        }
+    }
+
+    /// Time between a playlist poll's answer and the next poll, in µs: an eighth of the target
+    /// duration, at least [`MIN_POLL_INTERVAL_US`] (`engine::Output::ReloadPlaylist`).
+    fn poll_interval(&self) -> Micros {
+        (from_ms(self.config.segment_duration_ms) / 8).max(MIN_POLL_INTERVAL_US)
     }
 
     /// Tells viewer `v`'s scheduler where playback is.
@@ -434,6 +473,11 @@ impl<'c, S: Scheduler, F: FnMut(PeerId) -> S> Swarm<'c, S, F> {
     /// A CDN time to first byte, in µs.
     pub(crate) fn ttfb(&mut self) -> Micros {
         (self.config.cdn_ttfb_ms.sample(&mut self.rng) * 1e3) as Micros
+    }
+
+    /// The stream bitrate, in bytes/s.
+    fn stream_bytes_per_s(&self) -> f64 {
+        self.config.bitrate_bps as f64 / 8.0
     }
 
     /// Time to the next departure of the churn process (exponential gaps), in µs.

@@ -71,6 +71,8 @@ for (const n of SIZES) {
       maxLatencyS: Math.max(...after.map((x) => x.latency.max)),
       stalls: after.reduce((a, x) => a + x.stalls, 0),
       maxStallMs: Math.max(...final.map((r) => r.monitor.maxStallMs)),
+      // Playlist loads of the next segment's seeder (the early reload of a full mesh).
+      playlistPolls: delta('playlistPolls'),
       // Why the steady state's CDN bytes came from the CDN (the agent's counters), summed.
       cdnBytesByReason: after.reduce((sum, x, i) => {
         for (const [k, v] of Object.entries(x.stats.cdnBytesByReason ?? {})) {
@@ -98,5 +100,7 @@ for (const n of SIZES) {
       assert.ok(l !== null && l <= 3 * TARGET_DURATION_S + 1, `viewer ${i + 1} live latency ${l} s`);
     }
     assert.ok(offload >= 0.97 * bound, `offload ${offload.toFixed(3)} < 0.97 × ${bound.toFixed(3)}`);
+    // Every viewer is every other's neighbour here, so the next segment's seeder polls for it.
+    assert.ok(result.playlistPolls > 0, 'no early playlist reload in a full mesh');
   });
 }

@@ -70,7 +70,7 @@ async fn peers(viewer: &Viewer) -> PeersResponse {
 /// Asks the tracker for candidates and hands its introduction to signalling, as the agent does
 /// before offering; returns the candidates.
 async fn introduce(viewer: &mut Viewer) -> Vec<PeerId> {
-    let PeersResponse { peers, intro } = peers(viewer).await;
+    let PeersResponse { peers, intro, .. } = peers(viewer).await;
     let message = ClientMessage::Introduce { intro };
     viewer.ws.send(Message::text(serde_json::to_string(&message).unwrap())).await.unwrap();
     peers

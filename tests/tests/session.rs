@@ -216,7 +216,7 @@ impl Stack {
         let req = PeersRequest { peer_id: agent.peer_id(), token: agent.session.token.clone(), rendition, max: 10 };
         let res = self.post(&format!("{}/v1/peers", agent.config.tracker_url), &req).await;
         assert_eq!(res.status(), StatusCode::OK);
-        let PeersResponse { peers, intro } = res.json().await.unwrap();
+        let PeersResponse { peers, intro, .. } = res.json().await.unwrap();
         if !peers.is_empty() {
             send(agent, &ClientMessage::Introduce { intro }).await;
         }

@@ -85,6 +85,10 @@ pub(crate) struct SwarmRegistry {
     next_tick: u64,
 }
 
+/// A swarm's size is counted up to this many members (an agent only needs to know whether the
+/// swarm is small enough for every viewer to be its neighbour).
+pub(crate) const MAX_COUNTED_MEMBERS: usize = 256;
+
 /// A candidate's rank, compared as a tuple, higher first: not failed with the asker, closeness,
 /// connected before, uplink, recency.
 type Rank = (bool, u8, bool, u32, u64);
@@ -227,6 +231,16 @@ impl SwarmRegistry {
             .collect();
         ranked.sort_unstable_by_key(|r| std::cmp::Reverse(r.0));
         ranked.into_iter().take(max).map(|(_, c)| c.key.to_peer_id()).collect()
+    }
+
+    /// Live members of `peer`'s swarm, `peer` included, counted up to [`MAX_COUNTED_MEMBERS`];
+    /// 0 when `peer` is not tracked.
+    pub(crate) fn swarm_size(&self, now: Instant, peer: &PeerId) -> usize {
+        let Some(asker) = self.index.get(&PeerKey::from(peer)).map(|&s| &self.slots[s as usize]) else { return 0 };
+        let Some(Some(swarm)) = self.swarms.get(asker.swarm as usize) else { return 0 };
+        let now_s = self.seconds(now);
+        let members = swarm.members.values().rev().map(|&s| &self.slots[s as usize]);
+        members.take_while(|c| self.is_fresh(c, now_s)).take(MAX_COUNTED_MEMBERS).count()
     }
 
     /// Drops every peer not seen for the timeout; returns how many were dropped.

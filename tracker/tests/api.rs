@@ -248,6 +248,27 @@ async fn candidates_come_with_the_trackers_introduction() {
 }
 
 #[tokio::test]
+async fn answers_count_the_askers_swarm() {
+    let server = start(config()).await;
+    let (a, b, c) = (server.init().await, server.init().await, server.init().await);
+    assert_eq!(server.track(&a, 0).await, StatusCode::NO_CONTENT);
+    assert_eq!(server.track(&b, 0).await, StatusCode::NO_CONTENT);
+    // Another rendition is another swarm.
+    assert_eq!(server.track(&c, 1).await, StatusCode::NO_CONTENT);
+    let ask = |s: &InitResponse, rendition| PeersRequest {
+        peer_id: s.peer_id.clone(),
+        token: s.token.clone(),
+        rendition,
+        max: 1,
+    };
+    // Counted even when fewer candidates are asked for, the asker included.
+    let answer: PeersResponse = server.post("/v1/peers", &ask(&a, 0)).await.json().await.unwrap();
+    assert_eq!((answer.peers.len(), answer.swarm_peers), (1, Some(2)));
+    let answer: PeersResponse = server.post("/v1/peers", &ask(&c, 1)).await.json().await.unwrap();
+    assert_eq!((answer.peers.len(), answer.swarm_peers), (0, Some(1)));
+}
+
+#[tokio::test]
 async fn the_content_owners_rules_from_the_distributor_token_apply() {
     let server = start(config()).await;
     let init_with = |rules: protocol::api::PeeringRules| {

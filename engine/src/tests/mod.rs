@@ -4,6 +4,7 @@
 mod download;
 mod integrity;
 mod peering;
+mod reload;
 mod seeding;
 mod split;
 mod startup;

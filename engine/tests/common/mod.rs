@@ -367,6 +367,8 @@ impl Swarm {
                 p.buffered_end = Some((id.msn + 1) * SEG_MS);
                 self.maybe_request(v);
             }
+            // Never asked: this harness does not tell engines the swarm's size.
+            Output::ReloadPlaylist { .. } => {}
             Output::PlayerFailed { id } => {
                 let p = &mut self.viewers[v].player;
                 p.failed += 1;

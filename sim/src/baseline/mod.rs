@@ -277,6 +277,8 @@ impl P2pml {
             }
             Input::PeerClosed { peer } => self.drop_peer(&peer),
             Input::PeerMessage { peer, bytes } => self.on_message(peer, &bytes),
+            // p2p-media-loader does not use the swarm's size.
+            Input::SwarmSize { .. } => {}
         }
     }
 

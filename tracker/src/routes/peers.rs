@@ -40,10 +40,11 @@ pub(crate) async fn peers(
     let swarm =
         SwarmId { customer: claims.customer.clone(), content: claims.content.clone(), rendition: req.rendition };
     let now = Instant::now();
-    let peers = state
+    let (peers, swarm_size) = state
         .with_registry(|registry| {
             registry.track(now, &req.peer_id, swarm, locality, Some(profile))?;
-            Ok(registry.peers_for(now, &req.peer_id, max, &rules, history))
+            let size = registry.swarm_size(now, &req.peer_id);
+            Ok((registry.peers_for(now, &req.peer_id, max, &rules, history), size))
         })
         .map_err(|_: crate::swarm::RegistryFull| ApiError::Full)?;
     let intro = if peers.is_empty() {
@@ -59,5 +60,6 @@ pub(crate) async fn peers(
         intro::sign(config.secret.as_bytes(), &introduction)
     };
     state.inner.peers_requests.inc();
-    Ok(Json(PeersResponse { peers, intro }))
+    let swarm_peers = Some(u32::try_from(swarm_size).unwrap_or(u32::MAX));
+    Ok(Json(PeersResponse { peers, intro, swarm_peers }))
 }

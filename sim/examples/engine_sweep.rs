@@ -1,12 +1,14 @@
-//! Measures the engine's startup wait (`Config::startup_peer_wait_ms`): one row per wait value,
-//! swarm size and segment duration, means over seeds, as `swarmcast sim` prints them.
+//! Measures engine settings that `swarmcast sim` does not expose: one row per setting, swarm size
+//! and segment duration, means over seeds, as `swarmcast sim` prints them.
 //!
 //! ```text
-//! cargo run --release -p swarmcast-sim --example startup_sweep -- \
-//!     [waits=0,500,1000] [extras=4] [peers=4,16,100,1000] [segments=2000,6000] [seeds=3] [threads=2]
+//! cargo run --release -p swarmcast-sim --example engine_sweep -- \
+//!     [waits=0,500,1000] [extras=4] [early=0,1] [maxpeers=8] [peers=4,16,100,1000] [segments=2000,6000]
+//!     [seeds=3] [threads=2]
 //! ```
-//! `extras` are values of `Config::extra_incoming_peers`. The scheduler column reads
-//! `w<wait in ms>x<extra>`.
+//! `waits` are values of `Config::startup_peer_wait_ms`, `extras` of `Config::extra_incoming_peers`,
+//! `early` of `Config::early_reload` (0 off, 1 on), `maxpeers` of `Config::max_peers`. The
+//! scheduler column reads `w<wait in ms>x<extra>e<early>` (and `m<max peers>` when not 8).
 
 use std::io::Write as _;
 use std::sync::Mutex;
@@ -25,24 +27,30 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let waits = list(&args, "waits", "0,500,1000");
     let extras = list(&args, "extras", "4");
+    let earlies = list(&args, "early", "1");
+    let max_peers = list(&args, "maxpeers", "8");
     let peers = list(&args, "peers", "4,16,100,1000");
     let segments = list(&args, "segments", "2000,6000");
     let seeds = list(&args, "seeds", "3")[0];
     let threads = list(&args, "threads", "2")[0].max(1);
     let mut jobs = Vec::new();
-    for &extra in &extras {
-        for &wait in &waits {
-            for &segment_duration_ms in &segments {
-                for &n in &peers {
-                    for seed in 1..=seeds {
-                        jobs.push((extra, wait, segment_duration_ms, n, seed));
+    for &max in &max_peers {
+        for &early in &earlies {
+            for &extra in &extras {
+                for &wait in &waits {
+                    for &segment_duration_ms in &segments {
+                        for &n in &peers {
+                            for seed in 1..=seeds {
+                                jobs.push((max, early, extra, wait, segment_duration_ms, n, seed));
+                            }
+                        }
                     }
                 }
             }
         }
     }
     // Largest swarms first, so the threads finish together.
-    jobs.sort_by_key(|&(_, _, _, n, _)| std::cmp::Reverse(n));
+    jobs.sort_by_key(|&(_, _, _, _, _, n, _)| std::cmp::Reverse(n));
     let next = AtomicUsize::new(0);
     let done: Mutex<Vec<(usize, Report)>> = Mutex::new(Vec::new());
     std::thread::scope(|s| {
@@ -50,25 +58,25 @@ fn main() {
             s.spawn(|| {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(&(extra, wait, segment_duration_ms, n, seed)) = jobs.get(i) else { break };
+                    let Some(&(max, early, extra, wait, segment_duration_ms, n, seed)) = jobs.get(i) else { break };
                     let mut config = SimConfig { peers: n as u32, segment_duration_ms, seed, ..SimConfig::default() };
                     config.engine.startup_peer_wait_ms = wait;
                     config.engine.extra_incoming_peers = u32::try_from(extra).unwrap_or(u32::MAX);
+                    config.engine.early_reload = early != 0;
+                    config.engine.max_peers = u32::try_from(max).unwrap_or(u32::MAX);
                     let engine = engine_config(&config);
-                    let report = run_with(&config, &format!("w{wait}x{extra}"), |id| Engine::new(engine.clone(), id))
-                        .expect("valid config");
-                    eprintln!("w{wait}x{extra} N={n} seg={segment_duration_ms} seed={seed} done");
+                    let suffix = if max == 8 { String::new() } else { format!("m{max}") };
+                    let name = format!("w{wait}x{extra}e{early}{suffix}");
+                    let report = run_with(&config, &name, |id| Engine::new(engine.clone(), id)).expect("valid config");
+                    eprintln!("{name} N={n} seg={segment_duration_ms} seed={seed} done");
                     done.lock().expect("no panics while holding the lock").push((i, report));
                 }
             });
         }
     });
     let mut done = done.into_inner().expect("no panics while holding the lock");
-    // Back in (wait, segment, N, seed) order.
-    done.sort_by_key(|(i, _)| {
-        let (x, w, seg, n, seed) = jobs[*i];
-        (x, w, seg, n, seed)
-    });
+    // Back in (max peers, early, extra, wait, segment, N, seed) order.
+    done.sort_by_key(|(i, _)| jobs[*i]);
     let reports: Vec<Report> = done.into_iter().map(|(_, r)| r).collect();
     let means = summarize(&reports);
     let mut out = std::io::stdout().lock();

@@ -1,0 +1,86 @@
+//! Early playlist reload: the designated seeder of the next segment sees it when it is published.
+//!
+//! A peer learns of a new segment from its playlist, and the player reloads the playlist once per
+//! target duration at a phase of its own: 0 to 1 target duration after the segment's
+//! publication. The seeder's delay is everyone's: with 2 s segments and the player 3 segments
+//! behind the live edge, a segment must be in every buffer about 2.5 s after its publication, and
+//! a seeder that sees it 1.5 s late leaves the relay chain too little time (the neighbours then
+//! finish it from the CDN, `CdnReason::Retry`), or a lower-ranked neighbour that saw it first
+//! takes its turn and the segment is fetched twice.
+//!
+//! So the peer that will seed the segment after our newest asks the shell to load the playlist
+//! until it lists that segment ([`Output::ReloadPlaylist`]). This is done in a full mesh only:
+//! when every viewer the tracker counts in the swarm is a neighbour, every peer computes the same
+//! rank and exactly one peer polls. In a partial mesh each neighbourhood has its own top-ranked
+//! peer; they would all see the segment at once and all fetch it, whereas staggered playlist
+//! phases let the first one's announcement reach the others in time (measured with the simulator:
+//! at N = 100 duplicate seeds rose from 0.7 to 2.5 per segment). See `docs/engine.md`.
+
+use protocol::SegmentId;
+
+use crate::{Engine, Millis, Output};
+
+/// The tracker's count of the swarm is trusted this long, in ms. The engine asks the tracker
+/// every `peer_request_interval_ms` while it has fewer than `max_peers` peers, so a full mesh of
+/// up to `max_peers` viewers keeps it fresh; a larger neighbourhood stops asking, and after this
+/// long it no longer counts as a full mesh (the swarm may have grown meanwhile).
+pub(crate) const SWARM_COUNT_TTL_MS: Millis = 12_000;
+
+impl Engine {
+    /// After a playlist of the played `rendition`: asks for [`Output::ReloadPlaylist`] of the
+    /// segment after the newest when we are its designated seeder in a full mesh (once per segment).
+    pub(crate) fn reload_early(&mut self, now: Millis, rendition: u32) {
+        let Some(newest) = self.playlists.newest(rendition) else { return };
+        let next = SegmentId { rendition, msn: newest.msn.saturating_add(1) };
+        if !self.config.early_reload
+            || self.reload_asked.is_some_and(|asked| asked.rendition == rendition && asked.msn >= next.msn)
+        {
+            return;
+        }
+        if self.full_mesh(now, rendition) && self.seed_rank(next) == 0 {
+            self.reload_asked = Some(next);
+            self.outputs.push_back(Output::ReloadPlaylist { rendition, msn: next.msn });
+        }
+    }
+
+    /// Whether to ask the tracker again only to refresh its count of the swarm: we were a full
+    /// mesh by the last count, and it is half its trust time old. (Below `max_peers` the engine
+    /// asks every `peer_request_interval_ms` anyway; a full mesh of more viewers would not.)
+    pub(crate) fn swarm_count_wanted(&mut self, now: Millis) -> bool {
+        let Some((swarm, at)) = self.swarm_peers else { return false };
+        let connected = u32::try_from(self.peers.connected().count()).unwrap_or(u32::MAX);
+        let half = SWARM_COUNT_TTL_MS / 2;
+        let wanted = self.config.early_reload
+            && connected.saturating_add(1) >= swarm
+            && now.saturating_sub(at) >= half
+            && self.swarm_count_asked.is_none_or(|asked| now.saturating_sub(asked) >= half);
+        if wanted {
+            self.swarm_count_asked = Some(now);
+        }
+        wanted
+    }
+
+    /// When [`Engine::swarm_count_wanted`] may next say yes, while we are a full mesh by the
+    /// last count.
+    pub(crate) fn swarm_count_timer(&self) -> Option<Millis> {
+        let (swarm, at) = self.swarm_peers?;
+        let connected = u32::try_from(self.peers.connected().count()).unwrap_or(u32::MAX);
+        if !self.config.early_reload || connected.saturating_add(1) < swarm {
+            return None;
+        }
+        let half = SWARM_COUNT_TTL_MS / 2;
+        let next = at.saturating_add(half).max(self.swarm_count_asked.map_or(0, |asked| asked.saturating_add(half)));
+        Some(next.max(self.now.saturating_add(1)))
+    }
+
+    /// Whether every other viewer of the swarm (by the tracker's recent count) is connected to
+    /// us, and at least one of them plays `rendition`.
+    fn full_mesh(&self, now: Millis, rendition: u32) -> bool {
+        let Some((swarm, at)) = self.swarm_peers else { return false };
+        if swarm < 2 || now.saturating_sub(at) > SWARM_COUNT_TTL_MS {
+            return false;
+        }
+        let connected = u32::try_from(self.peers.connected().count()).unwrap_or(u32::MAX);
+        connected.saturating_add(1) >= swarm && self.peers.in_rendition(rendition).next().is_some()
+    }
+}

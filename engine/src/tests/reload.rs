@@ -1,0 +1,125 @@
+//! The early playlist reload of the next segment's seeder (`reload.rs`).
+
+use super::*;
+use crate::reload::SWARM_COUNT_TTL_MS;
+
+const NAMES: [&str; 4] = ["ann", "bob", "cat", "dan"];
+
+fn others(me: &str) -> Vec<&'static str> {
+    NAMES.iter().copied().filter(|n| *n != me).collect()
+}
+
+fn reloads(outputs: &[Output]) -> Vec<(u32, u64)> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::ReloadPlaylist { rendition, msn } => Some((*rendition, *msn)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// An engine of the full mesh `NAMES` that was told the swarm's size at time 0.
+fn meshed(me: &str, swarm: u32) -> Engine {
+    let mut e = engine(me, &others(me));
+    feed(&mut e, 0, Input::SwarmSize { peers: swarm });
+    e
+}
+
+#[test]
+fn in_a_full_mesh_only_the_next_segments_seeder_polls_for_it_and_fetches_it_once_listed() {
+    let mut engines: Vec<Engine> = NAMES.iter().map(|n| meshed(n, 4)).collect();
+    // Who asked to poll for which segment, over the players' reloads and the polls' answers.
+    let mut asked: Vec<(u64, &str)> = Vec::new();
+    for step in 1..=20u64 {
+        let newest = step + 4;
+        for (e, name) in engines.iter_mut().zip(NAMES) {
+            // The tracker's answers keep the count fresh.
+            feed(e, step * 2_000, Input::SwarmSize { peers: 4 });
+            let out = feed(e, step * 2_000, playlist(step..newest + 1));
+            asked.extend(reloads(&out).into_iter().map(|(_, msn)| (msn, name)));
+        }
+        let seeder = seeding_order(&NAMES, newest + 1)[0];
+        assert!(asked.contains(&(newest + 1, seeder)), "segment {}: {asked:?}", newest + 1);
+
+        // The poll's answer lists it: the seeder fetches it at once, before the player's reload.
+        let e = &mut engines[NAMES.iter().position(|n| *n == seeder).unwrap()];
+        let out = feed(e, step * 2_000 + 700, playlist(step..newest + 2));
+        assert!(fetches(&out).contains(&(id(newest + 1), 0)), "segment {}: {out:?}", newest + 1);
+        asked.extend(reloads(&out).into_iter().map(|(_, msn)| (msn, seeder)));
+    }
+    // Each segment was asked for once, by its seeder.
+    for msn in 6..=25 {
+        let askers: Vec<&str> = asked.iter().filter(|(m, _)| *m == msn).map(|(_, n)| *n).collect();
+        assert_eq!(askers, vec![seeding_order(&NAMES, msn)[0]], "segment {msn}");
+    }
+}
+
+#[test]
+fn the_poll_is_asked_once_per_segment() {
+    let seeder = seeding_order(&NAMES, 6)[0];
+    let mut e = meshed(seeder, 4);
+
+    assert_eq!(reloads(&feed(&mut e, 2_000, playlist(1..6))), vec![(0, 6)]);
+    assert!(reloads(&feed(&mut e, 2_300, playlist(1..6))).is_empty());
+}
+
+#[test]
+fn nobody_polls_in_a_partial_mesh() {
+    // The tracker counts 10 viewers; we see 3 of them.
+    for name in NAMES {
+        let mut e = meshed(name, 10);
+        assert!(reloads(&feed(&mut e, 2_000, playlist(1..6))).is_empty(), "{name}");
+    }
+}
+
+#[test]
+fn an_old_count_of_the_swarm_is_not_trusted() {
+    let seeder = seeding_order(&NAMES, 6)[0];
+    let mut e = meshed(seeder, 4);
+
+    let late = SWARM_COUNT_TTL_MS + 1;
+    assert!(reloads(&feed(&mut e, late, playlist(1..6))).is_empty());
+    feed(&mut e, late, Input::SwarmSize { peers: 4 });
+    let expected = if seeding_order(&NAMES, 7)[0] == seeder { vec![(0, 7)] } else { vec![] };
+    assert_eq!(reloads(&feed(&mut e, late + 2_000, playlist(2..7))), expected);
+}
+
+#[test]
+fn it_can_be_turned_off() {
+    let seeder = seeding_order(&NAMES, 6)[0];
+    let mut e = engine_with(Config { early_reload: false, ..base() }, seeder, &others(seeder));
+    feed(&mut e, 0, Input::SwarmSize { peers: 4 });
+    assert!(reloads(&feed(&mut e, 2_000, playlist(1..6))).is_empty());
+}
+
+#[test]
+fn a_peer_that_cannot_seed_does_not_poll() {
+    let seeder = seeding_order(&NAMES, 6)[0];
+    let mut e = engine_with(Config { upload_allowed: false, ..base() }, seeder, &others(seeder));
+    feed(&mut e, 0, Input::SwarmSize { peers: 4 });
+    assert!(reloads(&feed(&mut e, 2_000, playlist(1..6))).is_empty());
+}
+
+#[test]
+fn a_full_mesh_keeps_the_trackers_count_fresh() {
+    // Nine neighbours: more than `max_peers` (8), so the engine no longer asks for candidates.
+    let names = ["ann", "bob", "cat", "dan", "eve", "fay", "gus", "hal", "ida", "jon"];
+    let others: Vec<&str> = names[1..].to_vec();
+    let mut e = engine("ann", &others);
+    let half = SWARM_COUNT_TTL_MS / 2;
+    assert!(!feed(&mut e, 0, Input::SwarmSize { peers: 10 }).contains(&Output::RequestPeers));
+    assert!(e.poll_timeout().is_some_and(|t| t <= half));
+
+    // Half the trust time on, it asks the tracker again, once.
+    e.handle_timeout(half);
+    assert_eq!(drain(&mut e).iter().filter(|o| **o == Output::RequestPeers).count(), 1);
+    e.handle_timeout(half + 1_000);
+    assert!(!drain(&mut e).contains(&Output::RequestPeers));
+
+    // Not in a partial mesh.
+    let mut e = engine("ann", &others);
+    feed(&mut e, 0, Input::SwarmSize { peers: 30 });
+    e.handle_timeout(half);
+    assert!(!drain(&mut e).contains(&Output::RequestPeers));
+}
