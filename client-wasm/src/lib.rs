@@ -38,6 +38,12 @@ mod signalling;
 mod vec_map;
 mod wire;
 
+/// The agent's parsers of network input, for the fuzz targets in `fuzz/`; not part of the API.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::reload::{PlaylistError, window as media_playlist_window};
+}
+
 use engine::Input;
 use js_sys::Promise;
 use protocol::SegmentId;

@@ -36,8 +36,9 @@ pub(crate) const MAX_PLAYLIST_BYTES: usize = 1024 * 1024;
 const MAX_URL_BYTES: usize = 16 * 1024;
 
 /// Why a polled playlist gave no window.
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum PlaylistError {
+pub enum PlaylistError {
     /// Larger than [`MAX_PLAYLIST_BYTES`].
     TooLarge,
     /// Not a media playlist `m3u8-rs` can parse, or its sequence numbers overflow.
@@ -69,7 +70,7 @@ impl std::fmt::Display for PlaylistError {
 ///
 /// # Errors
 /// [`PlaylistError`] when `text` is too large, not a media playlist, or shares no msn with `known`.
-pub(crate) fn window(
+pub fn window(
     text: &str,
     known: &[SegmentInfo],
     resolve: impl Fn(&str) -> Option<String>,
