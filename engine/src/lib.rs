@@ -61,8 +61,8 @@
 //! first saw it. The rank orders the connected peers of the rendition by a fixed hash of
 //! (peerId, segment), so neighbours agree on it without a message and the load spreads over
 //! segments; peers whose measured uplink cannot carry two copies per segment duration rank
-//! last, and a peer that announces nothing (no upload, or an uplink slower than the stream)
-//! waits one more segment duration. Whoever fetches announces it at once, so the others wait
+//! last and, like a peer that announces nothing (no upload, or an uplink slower than the
+//! stream), wait one more segment duration (their neighbours do not know their uplink). Whoever fetches announces it at once, so the others wait
 //! for it instead of fetching it too.
 //!
 //! **The seeder sees the segment when it is published.** The player reloads its playlist once

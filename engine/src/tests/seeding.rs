@@ -111,6 +111,20 @@ fn a_peer_that_does_not_upload_never_seeds_a_shared_segment() {
 }
 
 #[test]
+fn a_peer_whose_uplink_cannot_carry_two_copies_seeds_last_and_a_segment_duration_later() {
+    let order = seeding_order(&["ann", "bob"], 5);
+    let mut e = engine(order[0], &[order[1]]);
+    // Segments guessed at 1 MB per 2 s (the stream prior): 700 kB/s carries one copy, not two.
+    e.handle_uplink(1_000, 700_000, 0);
+    drain(&mut e);
+
+    let out = feed(&mut e, 2_000, playlist(1..6));
+
+    assert!(fetches(&out).is_empty());
+    assert_eq!(e.poll_timeout(), Some(2_000 + 2_000 + 500), "a segment duration more, last of two");
+}
+
+#[test]
 fn segments_published_before_we_arrived_are_not_seeded() {
     let mut e = Engine::new(base(), pid("ann"));
 
