@@ -42,6 +42,8 @@ pub(crate) struct Peer {
     pub(crate) rate: Option<f64>,
     /// Bytes it holds of segments it is receiving, from its `HaveChunk`s.
     progress: BTreeMap<SegmentId, u64>,
+    /// Copies of the stream its uplink carries, from its last `Uplink` (0 until then).
+    streams: u8,
 }
 
 /// Most segments whose progress is remembered per peer.
@@ -56,6 +58,7 @@ impl Peer {
             served: BTreeMap::new(),
             rate: None,
             progress: BTreeMap::new(),
+            streams: 0,
         }
     }
 
@@ -276,6 +279,19 @@ impl Peers {
     /// Whether a connected peer announced that it is receiving `id`.
     pub(crate) fn someone_fetching(&self, id: SegmentId) -> bool {
         self.peers.values().any(|p| p.connected() && p.fetching.contains(&id))
+    }
+
+    /// Records the copies of the stream `peer` says its uplink carries.
+    pub(crate) fn set_streams(&mut self, peer: &PeerId, streams: u8) {
+        if let Some(p) = self.peers.get_mut(peer) {
+            p.streams = streams;
+        }
+    }
+
+    /// Connected peers of `rendition` (as [`Peers::in_rendition`]) with the copies of the stream
+    /// each says its uplink carries.
+    pub(crate) fn seeders(&self, rendition: u32) -> impl Iterator<Item = (&PeerId, u8)> {
+        self.in_rendition(rendition).map(|id| (id, self.peers.get(id).map_or(0, |p| p.streams)))
     }
 
     /// Connected peers that announced any segment of `rendition`: the swarm we seed with.

@@ -24,11 +24,13 @@ pub(crate) fn score(peer: &PeerId, id: SegmentId) -> u64 {
     mix(fnv1a(peer.as_str().as_bytes()) ^ mix(id.msn ^ (u64::from(id.rendition) << 48)))
 }
 
-/// The rank of `local` for `id` among `local` and `others`: 0 is the designated seeder.
-/// Ties (astronomically rare) go to the greater peerId, so every peer breaks them alike.
-pub(crate) fn rank<'a>(local: &PeerId, others: impl IntoIterator<Item = &'a PeerId>, id: SegmentId) -> u32 {
-    let mine = (score(local, id), local);
-    let above = others.into_iter().filter(|p| *p != local && (score(p, id), *p) > mine).count();
+/// The rank of `local` for `id` among `local` and `others`, each with the copies of the stream
+/// its uplink carries as it announced them (`protocol::peer::Message::Uplink`): 0 is the
+/// designated seeder. Peers that carry more copies go first, the hash orders each tier, and
+/// ties (astronomically rare) go to the greater peerId, so every peer breaks them alike.
+pub(crate) fn rank<'a>(local: (&PeerId, u8), others: impl IntoIterator<Item = (&'a PeerId, u8)>, id: SegmentId) -> u32 {
+    let mine = (local.1, score(local.0, id), local.0);
+    let above = others.into_iter().filter(|&(p, streams)| p != local.0 && (streams, score(p, id), p) > mine).count();
     u32::try_from(above).unwrap_or(u32::MAX)
 }
 
@@ -45,7 +47,7 @@ mod tests {
         let all = peers(5);
         for msn in 0..200 {
             let id = SegmentId { rendition: 0, msn };
-            let ranks: Vec<u32> = all.iter().map(|p| rank(p, &all, id)).collect();
+            let ranks: Vec<u32> = all.iter().map(|p| rank((p, 0), all.iter().map(|o| (o, 0)), id)).collect();
             let mut sorted = ranks.clone();
             sorted.sort_unstable();
             assert_eq!(sorted, vec![0, 1, 2, 3, 4], "msn {msn}: {ranks:?}");
@@ -58,10 +60,22 @@ mod tests {
         let mut firsts = [0u32; 3];
         for msn in 0..300 {
             let id = SegmentId { rendition: 1, msn };
-            let first = all.iter().position(|p| rank(p, &all, id) == 0).unwrap();
+            let first = all.iter().position(|p| rank((p, 0), all.iter().map(|o| (o, 0)), id) == 0).unwrap();
             firsts[first] += 1;
         }
         assert!(firsts.iter().all(|&n| n > 60), "{firsts:?}");
+    }
+
+    #[test]
+    fn peers_whose_uplink_carries_more_copies_seed_first() {
+        let all = peers(4);
+        for msn in 0..50 {
+            let id = SegmentId { rendition: 0, msn };
+            let streams = |p: &PeerId| if *p == all[2] { 3 } else { 1 };
+            let ranks: Vec<u32> =
+                all.iter().map(|p| rank((p, streams(p)), all.iter().map(|o| (o, streams(o))), id)).collect();
+            assert_eq!(ranks[2], 0, "msn {msn}: {ranks:?}");
+        }
     }
 
     #[test]

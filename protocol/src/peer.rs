@@ -15,6 +15,7 @@
 //! type 4 Absent   = segment_id request_id:varint
 //! type 5 Cancel   = segment_id request_id:varint
 //! type 6 HaveChunk = segment_id len:varint
+//! type 7 Uplink   = streams:u8                                 (0 = not measured, or below one)
 //! segment_id = rendition:varint msn:varint
 //! segment_set = groups:varint group*groups
 //! group      = rendition:varint base:varint span:varint bitmap:u8*ceil(span/8)
@@ -42,7 +43,10 @@ use crate::SegmentId;
 /// Version byte that starts every message. A peer drops a connection whose messages carry another.
 /// Version 2: `Have` as bitfields; a peer announcing a segment it is receiving relays its chunks;
 /// requests carry a byte range and the requester's deadline; `HaveChunk` announces progress.
-pub const PEER_PROTOCOL_VERSION: u8 = 2;
+/// Version 3: `Uplink` announces how many copies of the stream the sender's uplink carries, so
+/// that neighbours agree on who seeds (a version 2 peer would drop the connection on it; the
+/// version byte says so first).
+pub const PEER_PROTOCOL_VERSION: u8 = 3;
 
 /// Largest message either side sends or accepts, in bytes (a data channel message).
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
@@ -72,6 +76,7 @@ mod kind {
     pub(super) const ABSENT: u8 = 4;
     pub(super) const CANCEL: u8 = 5;
     pub(super) const HAVE_CHUNK: u8 = 6;
+    pub(super) const UPLINK: u8 = 7;
 }
 
 /// A message on the data channel between two peers.
@@ -137,6 +142,13 @@ pub enum Message {
         id: SegmentId,
         /// Bytes held, at most [`MAX_SEGMENT_BYTES`].
         len: u64,
+    },
+    /// How many copies of the stream the sender's measured uplink carries at once, rounded
+    /// down: sent when the channel opens and whenever it changes. Replaces the previous one.
+    /// Peers seed in order of it, so every neighbour must see the same value.
+    Uplink {
+        /// Copies of the stream; 0 while not measured, or below one.
+        streams: u8,
     },
 }
 
@@ -220,6 +232,10 @@ impl Message {
                 put_segment_id(&mut out, *id);
                 put_varint(&mut out, *len);
             }
+            Self::Uplink { streams } => {
+                out.push(kind::UPLINK);
+                out.push(*streams);
+            }
             Self::Chunk { id, request_id, offset, total_len, data } => {
                 out.push(kind::CHUNK);
                 put_segment_id(&mut out, *id);
@@ -263,6 +279,7 @@ impl Message {
                 Self::Request { id, request_id, offset, end, deadline_ms }
             }
             kind::HAVE_CHUNK => Self::HaveChunk { id: r.segment_id()?, len: r.varint()? },
+            kind::UPLINK => Self::Uplink { streams: r.u8()? },
             kind::CHUNK => {
                 let id = r.segment_id()?;
                 let request_id = r.u32()?;
@@ -319,6 +336,7 @@ impl Message {
                     return Err(PeerMessageError::SegmentTooLarge(*len));
                 }
             }
+            Self::Uplink { .. } => {}
             Self::Chunk { offset, total_len, data, .. } => {
                 if data.len() > MAX_CHUNK_DATA_BYTES {
                     return Err(PeerMessageError::ChunkTooLarge(data.len() as u64));

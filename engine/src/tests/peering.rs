@@ -36,10 +36,11 @@ fn a_dial_that_never_opens_is_abandoned_and_the_slot_reused() {
 }
 
 #[test]
-fn a_new_peer_gets_our_have_and_changes_go_to_every_peer_once() {
+fn a_new_peer_gets_our_have_and_uplink_and_changes_go_to_every_peer_once() {
     let mut e = engine("me", &["a"]);
     let out = feed(&mut e, 10, Input::PeerConnected { peer: pid("b") });
-    assert_eq!(sent_to(&out, &pid("b")), vec![Message::Have { segments: vec![], fetching: vec![] }]);
+    let hello = vec![Message::Have { segments: vec![], fetching: vec![] }, Message::Uplink { streams: 0 }];
+    assert_eq!(sent_to(&out, &pid("b")), hello);
     feed(&mut e, 20, Input::PlayerRequest { id: id(2) });
     feed(&mut e, 30, Input::HttpChunk { id: id(2), offset: 0, bytes: body(2, 10) });
 
@@ -67,7 +68,7 @@ fn peers_that_dial_us_find_extra_room_beyond_max_peers() {
     let mut e = engine_with(config, "me", &["a"]);
 
     let out = feed(&mut e, 10, Input::PeerConnected { peer: pid("b") });
-    assert_eq!(sent_to(&out, &pid("b")).len(), 1, "accepted, and told our Have: {out:?}");
+    assert_eq!(sent_to(&out, &pid("b")).len(), 2, "accepted, and told our Have and Uplink: {out:?}");
     let out = feed(&mut e, 20, Input::PeerConnected { peer: pid("c") });
 
     assert_eq!(out, vec![Output::Disconnect { peer: pid("c") }]);
@@ -102,4 +103,17 @@ fn segments_that_left_the_window_are_forgotten_after_a_few() {
 
     let (kept, fetching) = (vec![id(2), id(3), id(4)], (5..10).map(id).collect());
     assert_eq!(sent_to(&out, &pid("a")), vec![Message::Have { segments: kept, fetching }]);
+}
+
+#[test]
+fn a_change_of_uplink_goes_to_every_peer_once() {
+    let mut e = engine("me", &["a", "b"]);
+    // Segments guessed at 1 MB per 2 s (the stream prior): 2.6 MB/s carries 5 copies.
+    e.handle_uplink(100, 2_600_000, 0);
+    let out = drain(&mut e);
+    for peer in ["a", "b"] {
+        assert_eq!(sent_to(&out, &pid(peer)), vec![Message::Uplink { streams: 5 }], "{peer}");
+    }
+    e.handle_uplink(600, 2_700_000, 0);
+    assert!(sent_to(&drain(&mut e), &pid("a")).is_empty(), "same copies, nothing sent");
 }

@@ -111,6 +111,21 @@ fn a_peer_that_does_not_upload_never_seeds_a_shared_segment() {
 }
 
 #[test]
+fn a_neighbour_whose_uplink_carries_more_copies_seeds_first() {
+    // Whoever the hash puts first, the peer that announced 3 copies seeds.
+    for msn in 5..15 {
+        let order = seeding_order(&["ann", "bob"], msn);
+        let mut e = engine(order[0], &[order[1]]);
+        feed(&mut e, 1_000, message(&pid(order[1]), Message::Uplink { streams: 3 }.encode()));
+
+        let out = feed(&mut e, 2_000, playlist(msn - 4..msn + 1));
+
+        assert!(fetches(&out).is_empty(), "msn {msn}: {out:?}");
+        assert_eq!(e.poll_timeout(), Some(2_000 + 500), "msn {msn}: second of two");
+    }
+}
+
+#[test]
 fn a_peer_whose_uplink_cannot_carry_two_copies_seeds_last_and_a_segment_duration_later() {
     let order = seeding_order(&["ann", "bob"], 5);
     let mut e = engine(order[0], &[order[1]]);

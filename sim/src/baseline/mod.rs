@@ -333,7 +333,7 @@ impl P2pml {
                 self.p2p_failed(id.msn, &peer, request_id, false);
             }
             // PML has no progress announcements.
-            Message::Cancel { .. } | Message::HaveChunk { .. } => {}
+            Message::Cancel { .. } | Message::HaveChunk { .. } | Message::Uplink { .. } => {}
         }
     }
 
