@@ -55,6 +55,8 @@ pub struct Engine {
     pub(crate) swarm_count_asked: Option<Millis>,
     /// The copies of the stream our uplink carries, as last announced to peers (`Uplink`).
     pub(crate) announced_streams: u8,
+    /// A [`Output::ReloadPlaylist`] put off until a time (ms).
+    pub(crate) reload_at: Option<(SegmentId, Millis)>,
     next_request_id: u32,
     /// The last `Have` broadcast, encoded, to send only changes.
     last_have: Vec<u8>,
@@ -86,6 +88,7 @@ impl Engine {
             reload_asked: None,
             swarm_count_asked: None,
             announced_streams: 0,
+            reload_at: None,
             next_request_id: 0,
             last_have: Message::Have { segments: Vec::new(), fetching: Vec::new() }.encode(),
         }
@@ -159,7 +162,8 @@ impl Engine {
     pub fn poll_timeout(&self) -> Option<Millis> {
         let peers = self.peers.timer(self.max_peers(), self.config.connect_timeout_ms);
         let segments = self.store.iter().filter_map(|(id, seg)| self.segment_timer(self.now, id, seg));
-        peers.into_iter().chain(self.swarm_count_timer()).chain(segments).min()
+        let reload = self.reload_at.map(|(_, at)| at);
+        peers.into_iter().chain(self.swarm_count_timer()).chain(reload).chain(segments).min()
     }
 
     /// Counters since the engine was created.
@@ -195,6 +199,7 @@ impl Engine {
         }
         // Before deciding: our seeding rank depends on the copies we announce.
         self.announce_uplink();
+        self.reload_due(now);
         self.forget_played(now);
         self.schedule(now);
         self.deliver();

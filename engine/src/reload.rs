@@ -29,8 +29,17 @@ pub(crate) const SWARM_COUNT_TTL_MS: Millis = 12_000;
 impl Engine {
     /// After a playlist of the played `rendition`: asks for [`Output::ReloadPlaylist`] of the
     /// segment after the newest when we are its designated seeder in a full mesh (once per segment).
+    ///
+    /// When our own poll just listed the newest segment, we saw it at its publication, so the
+    /// next one is about a target duration away: the ask waits until a quarter of a duration
+    /// before that, instead of polling through the whole duration (measured: 7.8 polls per 6 s
+    /// segment when the best uplink seeds segment after segment).
     pub(crate) fn reload_early(&mut self, now: Millis, rendition: u32) {
         let Some(newest) = self.playlists.newest(rendition) else { return };
+        let (newest_id, duration_ms) = (SegmentId { rendition, msn: newest.msn }, newest.duration_ms);
+        if self.reload_at.is_some_and(|(id, _)| id.rendition != rendition || id.msn <= newest_id.msn) {
+            self.reload_at = None;
+        }
         let next = SegmentId { rendition, msn: newest.msn.saturating_add(1) };
         if !self.config.early_reload
             || self.reload_asked.is_some_and(|asked| asked.rendition == rendition && asked.msn >= next.msn)
@@ -38,8 +47,23 @@ impl Engine {
             return;
         }
         if self.full_mesh(now, rendition) && self.seed_rank(next) == 0 {
+            let polled = self.reload_asked == Some(newest_id);
             self.reload_asked = Some(next);
-            self.outputs.push_back(Output::ReloadPlaylist { rendition, msn: next.msn });
+            if polled {
+                self.reload_at = Some((next, now.saturating_add(duration_ms.saturating_mul(3) / 4)));
+            } else {
+                self.outputs.push_back(Output::ReloadPlaylist { rendition, msn: next.msn });
+            }
+        }
+    }
+
+    /// Asks for the poll [`Engine::reload_early`] put off, once its time has come.
+    pub(crate) fn reload_due(&mut self, now: Millis) {
+        if let Some((id, at)) = self.reload_at
+            && at <= now
+        {
+            self.reload_at = None;
+            self.outputs.push_back(Output::ReloadPlaylist { rendition: id.rendition, msn: id.msn });
         }
     }
 

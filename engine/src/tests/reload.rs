@@ -38,6 +38,9 @@ fn in_a_full_mesh_only_the_next_segments_seeder_polls_for_it_and_fetches_it_once
             feed(e, step * 2_000, Input::SwarmSize { peers: 4 });
             let out = feed(e, step * 2_000, playlist(step..newest + 1));
             asked.extend(reloads(&out).into_iter().map(|(_, msn)| (msn, name)));
+            // An ask put off after a poll (see below) comes due by then.
+            e.handle_timeout(step * 2_000 + 400);
+            asked.extend(reloads(&drain(e)).into_iter().map(|(_, msn)| (msn, name)));
         }
         let seeder = seeding_order(&NAMES, newest + 1)[0];
         assert!(asked.contains(&(newest + 1, seeder)), "segment {}: {asked:?}", newest + 1);
@@ -53,6 +56,26 @@ fn in_a_full_mesh_only_the_next_segments_seeder_polls_for_it_and_fetches_it_once
         let askers: Vec<&str> = asked.iter().filter(|(m, _)| *m == msn).map(|(_, n)| *n).collect();
         assert_eq!(askers, vec![seeding_order(&NAMES, msn)[0]], "segment {msn}");
     }
+}
+
+#[test]
+fn after_a_poll_listed_the_segment_the_next_ask_waits_until_shortly_before_the_next_publication() {
+    // A swarm of two whose seeder of both 6 and 7 is `me`.
+    let (me, other) = (1..)
+        .map(|i| (format!("p{i}"), format!("q{i}")))
+        .find(|(a, b)| (6..8).all(|msn| seeding_order(&[a, b], msn)[0] == a.as_str()))
+        .unwrap();
+    let mut e = engine(&me, &[&other]);
+    feed(&mut e, 0, Input::SwarmSize { peers: 2 });
+    assert_eq!(reloads(&feed(&mut e, 2_000, playlist(1..6))), vec![(0, 6)], "the player's reload: ask at once");
+
+    // The poll lists 6 at 2,700: 7 is due about 2 s later, so its poll starts at 2,700 + 1,500.
+    assert!(reloads(&feed(&mut e, 2_700, playlist(1..7))).is_empty());
+    assert!(e.poll_timeout().is_some_and(|t| t <= 4_200));
+    e.handle_timeout(4_199);
+    assert!(reloads(&drain(&mut e)).is_empty());
+    e.handle_timeout(4_200);
+    assert_eq!(reloads(&drain(&mut e)), vec![(0, 7)]);
 }
 
 #[test]
