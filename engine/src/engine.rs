@@ -467,20 +467,24 @@ impl Engine {
     /// Copies of the stream our measured uplink carries, rounded down and capped at
     /// [`MAX_ANNOUNCED_STREAMS`]; 0 while not measured.
     fn uplink_streams(&self) -> u8 {
-        let Some(up) = self.uplink.bytes_per_s() else { return 0 };
-        let Some(newest) = self.playlists.active().and_then(|r| self.playlists.newest(r)) else { return 0 };
-        let size = self.sizes.guess(newest.duration_ms).max(1);
-        let copies = up.saturating_mul(newest.duration_ms) / size.saturating_mul(1_000);
+        let copies = self.uplink_copies().unwrap_or(0);
         u8::try_from(copies.min(MAX_ANNOUNCED_STREAMS)).unwrap_or(u8::MAX)
     }
 
     /// Whether our measured uplink sends less than `times` segments per segment duration of the
     /// rendition played (a peer below 1 cannot pass anything on in time).
     pub(crate) fn uplink_below(&self, times: u64) -> bool {
-        let Some(up) = self.uplink.bytes_per_s() else { return false };
-        let Some(newest) = self.playlists.active().and_then(|r| self.playlists.newest(r)) else { return false };
+        self.uplink_copies().is_some_and(|copies| copies < times)
+    }
+
+    /// Segments of the rendition played our measured uplink sends per segment duration, rounded
+    /// down; `None` while the uplink or the rendition is unknown.
+    fn uplink_copies(&self) -> Option<u64> {
+        let up = self.uplink.bytes_per_s()?;
+        let newest = self.playlists.active().and_then(|r| self.playlists.newest(r))?;
         let size = self.sizes.guess(newest.duration_ms);
-        up.saturating_mul(newest.duration_ms) < size.saturating_mul(1_000).saturating_mul(times)
+        let per_segment = size.checked_mul(1_000).filter(|&s| s > 0)?;
+        Some(up.saturating_mul(newest.duration_ms) / per_segment)
     }
 
     /// The size of `seg` in bytes: known, or guessed from the segments seen so far.

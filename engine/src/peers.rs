@@ -288,16 +288,16 @@ impl Peers {
         }
     }
 
-    /// Connected peers of `rendition` (as [`Peers::in_rendition`]) with the copies of the stream
-    /// each says its uplink carries.
+    /// Connected peers that announced any segment of `rendition` (the swarm we seed with), with
+    /// the copies of the stream each says its uplink carries.
     pub(crate) fn seeders(&self, rendition: u32) -> impl Iterator<Item = (&PeerId, u8)> {
-        self.in_rendition(rendition).map(|id| (id, self.peers.get(id).map_or(0, |p| p.streams)))
+        let mentions = move |p: &Peer| p.have.iter().chain(&p.fetching).any(|id| id.rendition == rendition);
+        self.peers.iter().filter(move |(_, p)| p.connected() && mentions(p)).map(|(id, p)| (id, p.streams))
     }
 
     /// Connected peers that announced any segment of `rendition`: the swarm we seed with.
     pub(crate) fn in_rendition(&self, rendition: u32) -> impl Iterator<Item = &PeerId> {
-        let mentions = move |p: &Peer| p.have.iter().chain(&p.fetching).any(|id| id.rendition == rendition);
-        self.peers.iter().filter(move |(_, p)| p.connected() && mentions(p)).map(|(id, _)| id)
+        self.seeders(rendition).map(|(id, _)| id)
     }
 
     /// Counts a request of `peer` for `id`; returns whether it may still be served.

@@ -71,11 +71,9 @@ impl Engine {
     /// mesh by the last count, and it is half its trust time old. (Below `max_peers` the engine
     /// asks every `peer_request_interval_ms` anyway; a full mesh of more viewers would not.)
     pub(crate) fn swarm_count_wanted(&mut self, now: Millis) -> bool {
-        let Some((swarm, at)) = self.swarm_peers else { return false };
-        let connected = u32::try_from(self.peers.connected().count()).unwrap_or(u32::MAX);
+        let Some(at) = self.meshed_by_count() else { return false };
         let half = SWARM_COUNT_TTL_MS / 2;
         let wanted = self.config.early_reload
-            && connected.saturating_add(1) >= swarm
             && now.saturating_sub(at) >= half
             && self.swarm_count_asked.is_none_or(|asked| now.saturating_sub(asked) >= half);
         if wanted {
@@ -87,11 +85,7 @@ impl Engine {
     /// When [`Engine::swarm_count_wanted`] may next say yes, while we are a full mesh by the
     /// last count.
     pub(crate) fn swarm_count_timer(&self) -> Option<Millis> {
-        let (swarm, at) = self.swarm_peers?;
-        let connected = u32::try_from(self.peers.connected().count()).unwrap_or(u32::MAX);
-        if !self.config.early_reload || connected.saturating_add(1) < swarm {
-            return None;
-        }
+        let at = self.meshed_by_count().filter(|_| self.config.early_reload)?;
         let half = SWARM_COUNT_TTL_MS / 2;
         let next = at.saturating_add(half).max(self.swarm_count_asked.map_or(0, |asked| asked.saturating_add(half)));
         Some(next.max(self.now.saturating_add(1)))
@@ -100,11 +94,17 @@ impl Engine {
     /// Whether every other viewer of the swarm (by the tracker's recent count) is connected to
     /// us, and at least one of them plays `rendition`.
     fn full_mesh(&self, now: Millis, rendition: u32) -> bool {
-        let Some((swarm, at)) = self.swarm_peers else { return false };
-        if swarm < 2 || now.saturating_sub(at) > SWARM_COUNT_TTL_MS {
-            return false;
-        }
+        let fresh = self.meshed_by_count().is_some_and(|at| now.saturating_sub(at) <= SWARM_COUNT_TTL_MS);
+        fresh
+            && self.swarm_peers.is_some_and(|(swarm, _)| swarm >= 2)
+            && self.peers.in_rendition(rendition).next().is_some()
+    }
+
+    /// When the tracker's last count came, if it says every other viewer of the swarm is
+    /// connected to us.
+    fn meshed_by_count(&self) -> Option<Millis> {
+        let (swarm, at) = self.swarm_peers?;
         let connected = u32::try_from(self.peers.connected().count()).unwrap_or(u32::MAX);
-        connected.saturating_add(1) >= swarm && self.peers.in_rendition(rendition).next().is_some()
+        (connected.saturating_add(1) >= swarm).then_some(at)
     }
 }
