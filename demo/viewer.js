@@ -56,6 +56,9 @@ async function main() {
     liveSyncDurationCount: 3,
     lowLatencyMode: false,
     startLevel: level >= 0 ? level : -1,
+    // A pinned rendition stays pinned through load errors (hls.js would hand it to ABR), e.g.
+    // while content steering moves to another pathway.
+    preserveManualLevelOnError: level >= 0,
   });
   viewer.hls = hls;
   handle = await attachSwarmcast(Hls, hls, video, {

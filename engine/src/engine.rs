@@ -15,6 +15,7 @@ use crate::integrity::Digests;
 use crate::peers::Peers;
 use crate::playback::Playback;
 use crate::playlist::Playlists;
+use crate::rank::Seeder;
 use crate::segments::{Fetch, Segment, Store};
 use crate::{Config, Input, Millis, Output, SegmentInfo, Stats, rank};
 
@@ -22,6 +23,15 @@ use crate::{Config, Input, Millis, Output, SegmentInfo, Stats, rank};
 /// change the seeding order (the hash does). In the simulator, ranking by the true copies capped
 /// at 6 did better than at 3 or 4.
 const MAX_ANNOUNCED_STREAMS: u64 = 6;
+
+/// Live latency, beyond one segment duration and the deadline margin, below which a peer is at
+/// the live edge: its deadline for a new segment comes so soon after the segment is listed that
+/// it fetches it from the CDN on sight, too soon for a neighbour to seed it first (ms).
+const LIVE_EDGE_SLACK_MS: u64 = 1_000;
+
+/// How far above the live-edge threshold the latency must rise before a peer leaves the live
+/// edge, so that the seeding order does not flap with the playlist's phase (ms).
+const LIVE_EDGE_HYSTERESIS_MS: u64 = 500;
 
 /// The P2P engine of one agent (one viewer of one content).
 #[derive(Debug)]
@@ -53,8 +63,9 @@ pub struct Engine {
     pub(crate) reload_asked: Option<SegmentId>,
     /// When the tracker was last asked only to refresh its count of the swarm.
     pub(crate) swarm_count_asked: Option<Millis>,
-    /// The copies of the stream our uplink carries, as last announced to peers (`Uplink`).
-    pub(crate) announced_streams: u8,
+    /// What we last announced to peers as a seeder (`Uplink`): our uplink's copies of the
+    /// stream and whether we play at the live edge.
+    pub(crate) announced: Seeder,
     /// A [`Output::ReloadPlaylist`] put off until a time (ms).
     pub(crate) reload_at: Option<(SegmentId, Millis)>,
     next_request_id: u32,
@@ -87,7 +98,7 @@ impl Engine {
             swarm_peers: None,
             reload_asked: None,
             swarm_count_asked: None,
-            announced_streams: 0,
+            announced: Seeder::default(),
             reload_at: None,
             next_request_id: 0,
             last_have: Message::Have { segments: Vec::new(), fetching: Vec::new() }.encode(),
@@ -197,8 +208,8 @@ impl Engine {
         if self.swarm_count_wanted(now) || due {
             self.outputs.push_back(Output::RequestPeers);
         }
-        // Before deciding: our seeding rank depends on the copies we announce.
-        self.announce_uplink();
+        // Before deciding: our seeding rank depends on what we announce.
+        self.announce_seeder(now);
         self.reload_due(now);
         self.forget_played(now);
         self.schedule(now);
@@ -311,7 +322,8 @@ impl Engine {
         }
         // What everyone else was told last; a change since goes to all, this peer included.
         self.outputs.push_back(Output::SendToPeer { peer: peer.clone(), bytes: self.last_have.clone() });
-        self.send(&peer, &Message::Uplink { streams: self.announced_streams });
+        let Seeder { streams, live_edge } = self.announced;
+        self.send(&peer, &Message::Uplink { streams, live_edge });
     }
 
     fn on_peer_message(&mut self, now: Millis, peer: PeerId, bytes: &[u8]) {
@@ -333,7 +345,7 @@ impl Engine {
                 self.serve(now, &peer, id, request_id, crate::upload::Want { offset, end, deadline_ms });
             }
             Message::HaveChunk { id, len } => self.peers.set_progress(&peer, id, len),
-            Message::Uplink { streams } => self.peers.set_streams(&peer, streams),
+            Message::Uplink { streams, live_edge } => self.peers.set_seeder(&peer, Seeder { streams, live_edge }),
             Message::Chunk { id, request_id, offset, total_len, data } => {
                 self.on_chunk(now, &peer, id, request_id, offset, total_len, data);
             }
@@ -450,18 +462,41 @@ impl Engine {
         self.last_have = bytes;
     }
 
-    /// Tells every connected peer how many copies of the stream our uplink carries when that
-    /// changed (the seeding order depends on it, so all must see the same value).
-    fn announce_uplink(&mut self) {
-        let streams = self.uplink_streams();
-        if streams == self.announced_streams {
+    /// Tells every connected peer how many copies of the stream our uplink carries and whether
+    /// we play at the live edge, when either changed (the seeding order depends on them, so all
+    /// must see the same values).
+    fn announce_seeder(&mut self, now: Millis) {
+        // A peer that may not seed (no upload, or too little uplink) ranks itself last: it
+        // must not claim the live edge's first place either.
+        let may_seed = self.config.upload_allowed && !self.uplink_below(2);
+        let seeder = Seeder { streams: self.uplink_streams(), live_edge: may_seed && self.at_live_edge(now) };
+        if seeder == self.announced {
             return;
         }
-        self.announced_streams = streams;
-        let bytes = Message::Uplink { streams }.encode();
+        self.announced = seeder;
+        let bytes = Message::Uplink { streams: seeder.streams, live_edge: seeder.live_edge }.encode();
         for peer in self.peers.connected() {
             self.outputs.push_back(Output::SendToPeer { peer: peer.clone(), bytes: bytes.clone() });
         }
+    }
+
+    /// Whether we play at the live edge: the playhead trails the end of the newest segment
+    /// listed by less than one segment duration + `deadline_margin_ms` + [`LIVE_EDGE_SLACK_MS`]
+    /// (+ [`LIVE_EDGE_HYSTERESIS_MS`] to stay there). Such a peer fetches each new segment from
+    /// the CDN as soon as it is listed (a player that started on a young stream, or a
+    /// low-latency configuration), so it had better be the one that seeds it.
+    fn at_live_edge(&self, now: Millis) -> bool {
+        if !self.playback.playing() {
+            return false;
+        }
+        let Some(newest) = self.playlists.active().and_then(|r| self.playlists.newest(r)) else { return false };
+        let edge_ms = newest.start_ms.saturating_add(newest.duration_ms);
+        let latency_ms = edge_ms.saturating_sub(self.playback.position_at(now));
+        let mut threshold = newest.duration_ms + self.config.deadline_margin_ms + LIVE_EDGE_SLACK_MS;
+        if self.announced.live_edge {
+            threshold += LIVE_EDGE_HYSTERESIS_MS;
+        }
+        latency_ms < threshold
     }
 
     /// Copies of the stream our measured uplink carries, rounded down and capped at

@@ -58,9 +58,10 @@
 //! the played rendition (newer than our first playlist) is fetched ahead of the player. If a
 //! connected peer announced it (held, or being received), it is requested from that peer. If
 //! nobody did, a peer of seeding rank `r` fetches it from the CDN `r × seed_grace_ms` after it
-//! first saw it. The rank orders the connected peers of the rendition by the copies of the
-//! stream their measured uplink carries, as each announced it (`Uplink`, 0 until measured),
-//! then by a fixed hash of (peerId, segment), so neighbours agree on it, the best uplinks seed
+//! first saw it. The rank puts first a peer that plays at the live edge (it fetches each new
+//! segment on sight whatever the rank says), then orders the connected peers of the rendition
+//! by the copies of the stream their measured uplink carries, as each announced it (`Uplink`, 0
+//! until measured), then by a fixed hash of (peerId, segment), so neighbours agree on it, the best uplinks seed
 //! and the load spreads over segments; peers whose measured uplink cannot carry two copies per
 //! segment duration rank last and, like a peer that announces nothing (no upload, or an uplink
 //! slower than the stream), wait one more segment duration. Whoever fetches announces it at once, so the others wait

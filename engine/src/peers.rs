@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use protocol::{PeerId, SegmentId};
 
 use crate::Millis;
+use crate::rank::Seeder;
 
 /// Most tracker candidates remembered for later dialling.
 const MAX_CANDIDATES: usize = 64;
@@ -42,8 +43,8 @@ pub(crate) struct Peer {
     pub(crate) rate: Option<f64>,
     /// Bytes it holds of segments it is receiving, from its `HaveChunk`s.
     progress: BTreeMap<SegmentId, u64>,
-    /// Copies of the stream its uplink carries, from its last `Uplink` (0 until then).
-    streams: u8,
+    /// What it announced as a seeder in its last `Uplink` (nothing until then).
+    seeder: Seeder,
 }
 
 /// Most segments whose progress is remembered per peer.
@@ -58,7 +59,7 @@ impl Peer {
             served: BTreeMap::new(),
             rate: None,
             progress: BTreeMap::new(),
-            streams: 0,
+            seeder: Seeder::default(),
         }
     }
 
@@ -281,18 +282,18 @@ impl Peers {
         self.peers.values().any(|p| p.connected() && p.fetching.contains(&id))
     }
 
-    /// Records the copies of the stream `peer` says its uplink carries.
-    pub(crate) fn set_streams(&mut self, peer: &PeerId, streams: u8) {
+    /// Records what `peer` announced about itself as a seeder.
+    pub(crate) fn set_seeder(&mut self, peer: &PeerId, seeder: Seeder) {
         if let Some(p) = self.peers.get_mut(peer) {
-            p.streams = streams;
+            p.seeder = seeder;
         }
     }
 
     /// Connected peers that announced any segment of `rendition` (the swarm we seed with), with
-    /// the copies of the stream each says its uplink carries.
-    pub(crate) fn seeders(&self, rendition: u32) -> impl Iterator<Item = (&PeerId, u8)> {
+    /// what each announced about itself as a seeder.
+    pub(crate) fn seeders(&self, rendition: u32) -> impl Iterator<Item = (&PeerId, Seeder)> {
         let mentions = move |p: &Peer| p.have.iter().chain(&p.fetching).any(|id| id.rendition == rendition);
-        self.peers.iter().filter(move |(_, p)| p.connected() && mentions(p)).map(|(id, p)| (id, p.streams))
+        self.peers.iter().filter(move |(_, p)| p.connected() && mentions(p)).map(|(id, p)| (id, p.seeder))
     }
 
     /// Connected peers that announced any segment of `rendition`: the swarm we seed with.

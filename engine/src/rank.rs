@@ -24,13 +24,34 @@ pub(crate) fn score(peer: &PeerId, id: SegmentId) -> u64 {
     mix(fnv1a(peer.as_str().as_bytes()) ^ mix(id.msn ^ (u64::from(id.rendition) << 48)))
 }
 
-/// The rank of `local` for `id` among `local` and `others`, each with the copies of the stream
-/// its uplink carries as it announced them (`protocol::peer::Message::Uplink`): 0 is the
-/// designated seeder. Peers that carry more copies go first, the hash orders each tier, and
-/// ties (astronomically rare) go to the greater peerId, so every peer breaks them alike.
-pub(crate) fn rank<'a>(local: (&PeerId, u8), others: impl IntoIterator<Item = (&'a PeerId, u8)>, id: SegmentId) -> u32 {
-    let mine = (local.1, score(local.0, id), local.0);
-    let above = others.into_iter().filter(|&(p, streams)| p != local.0 && (streams, score(p, id), p) > mine).count();
+/// What a peer announced about itself as a seeder (`protocol::peer::Message::Uplink`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Seeder {
+    /// Copies of the stream its uplink carries (0 until measured).
+    pub(crate) streams: u8,
+    /// It plays at the live edge (it fetches every new segment from the CDN on sight anyway)
+    /// and may seed: it uploads, and its uplink was not measured below two copies.
+    pub(crate) live_edge: bool,
+}
+
+impl Seeder {
+    /// The seeding class, compared first: a peer at the live edge goes first (ranking anyone
+    /// else above it makes that one fetch a second copy), then more copies first.
+    fn class(self) -> (bool, u8) {
+        (self.live_edge, self.streams)
+    }
+}
+
+/// The rank of `local` for `id` among `local` and `others`, each with what it announced as a
+/// seeder: 0 is the designated seeder. [`Seeder::class`] orders the tiers, the hash orders each
+/// tier, and ties (astronomically rare) go to the greater peerId, so every peer breaks them alike.
+pub(crate) fn rank<'a>(
+    local: (&PeerId, Seeder),
+    others: impl IntoIterator<Item = (&'a PeerId, Seeder)>,
+    id: SegmentId,
+) -> u32 {
+    let mine = (local.1.class(), score(local.0, id), local.0);
+    let above = others.into_iter().filter(|&(p, s)| p != local.0 && (s.class(), score(p, id), p) > mine).count();
     u32::try_from(above).unwrap_or(u32::MAX)
 }
 
@@ -47,7 +68,10 @@ mod tests {
         let all = peers(5);
         for msn in 0..200 {
             let id = SegmentId { rendition: 0, msn };
-            let ranks: Vec<u32> = all.iter().map(|p| rank((p, 0), all.iter().map(|o| (o, 0)), id)).collect();
+            let ranks: Vec<u32> = all
+                .iter()
+                .map(|p| rank((p, Seeder::default()), all.iter().map(|o| (o, Seeder::default())), id))
+                .collect();
             let mut sorted = ranks.clone();
             sorted.sort_unstable();
             assert_eq!(sorted, vec![0, 1, 2, 3, 4], "msn {msn}: {ranks:?}");
@@ -60,7 +84,10 @@ mod tests {
         let mut firsts = [0u32; 3];
         for msn in 0..300 {
             let id = SegmentId { rendition: 1, msn };
-            let first = all.iter().position(|p| rank((p, 0), all.iter().map(|o| (o, 0)), id) == 0).unwrap();
+            let first = all
+                .iter()
+                .position(|p| rank((p, Seeder::default()), all.iter().map(|o| (o, Seeder::default())), id) == 0)
+                .unwrap();
             firsts[first] += 1;
         }
         assert!(firsts.iter().all(|&n| n > 60), "{firsts:?}");
@@ -71,10 +98,28 @@ mod tests {
         let all = peers(4);
         for msn in 0..50 {
             let id = SegmentId { rendition: 0, msn };
-            let streams = |p: &PeerId| if *p == all[2] { 3 } else { 1 };
+            let seeder = |p: &PeerId| Seeder { streams: if *p == all[2] { 3 } else { 1 }, live_edge: false };
             let ranks: Vec<u32> =
-                all.iter().map(|p| rank((p, streams(p)), all.iter().map(|o| (o, streams(o))), id)).collect();
+                all.iter().map(|p| rank((p, seeder(p)), all.iter().map(|o| (o, seeder(o))), id)).collect();
             assert_eq!(ranks[2], 0, "msn {msn}: {ranks:?}");
+        }
+    }
+
+    #[test]
+    fn a_peer_at_the_live_edge_seeds_first() {
+        let all = peers(4);
+        // Peer 1 plays at the live edge with `streams` copies (0: not measured); the others
+        // carry 6 and do not.
+        let ranks = |streams: u8, id: SegmentId| -> Vec<u32> {
+            let seeder = |p: &PeerId| {
+                if *p == all[1] { Seeder { streams, live_edge: true } } else { Seeder { streams: 6, live_edge: false } }
+            };
+            all.iter().map(|p| rank((p, seeder(p)), all.iter().map(|o| (o, seeder(o))), id)).collect()
+        };
+        for msn in 0..50 {
+            let id = SegmentId { rendition: 0, msn };
+            assert_eq!(ranks(0, id)[1], 0, "msn {msn}");
+            assert_eq!(ranks(2, id)[1], 0, "msn {msn}");
         }
     }
 

@@ -206,8 +206,9 @@ impl Engine {
         since.saturating_add(wait).saturating_add(self.config.seed_grace_ms.saturating_mul(rank))
     }
 
-    /// Our seeding rank for `id` among the connected peers of its rendition, ordered by the
-    /// copies of the stream each one's uplink carries (as announced) and then by the hash. A
+    /// Our seeding rank for `id` among the connected peers of its rendition, ordered by what
+    /// each announced (`rank::Seeder`: at the live edge first, then the copies of the stream
+    /// its uplink carries) and then by the hash. A
     /// peer that does not upload, or whose uplink cannot carry two copies, goes last: its copy
     /// would help few.
     pub(crate) fn seed_rank(&self, id: SegmentId) -> u32 {
@@ -215,7 +216,7 @@ impl Engine {
         if !self.config.upload_allowed || self.uplink_below(2) {
             return u32::try_from(others.count()).unwrap_or(u32::MAX);
         }
-        rank::rank((&self.local, self.announced_streams), others, id)
+        rank::rank((&self.local, self.announced), others, id)
     }
 
     /// Peers to ask for `id`: holders of the whole segment (`complete`), or else peers that

@@ -15,7 +15,7 @@
 //! type 4 Absent   = segment_id request_id:varint
 //! type 5 Cancel   = segment_id request_id:varint
 //! type 6 HaveChunk = segment_id len:varint
-//! type 7 Uplink   = streams:u8                                 (0 = not measured, or below one)
+//! type 7 Uplink   = streams:u8 flags:u8         (streams 0 = not measured, or below one; flags bit 0 = live edge)
 //! segment_id = rendition:varint msn:varint
 //! segment_set = groups:varint group*groups
 //! group      = rendition:varint base:varint span:varint bitmap:u8*ceil(span/8)
@@ -46,7 +46,9 @@ use crate::SegmentId;
 /// Version 3: `Uplink` announces how many copies of the stream the sender's uplink carries, so
 /// that neighbours agree on who seeds (a version 2 peer would drop the connection on it; the
 /// version byte says so first).
-pub const PEER_PROTOCOL_VERSION: u8 = 3;
+/// Version 4: `Uplink` also says whether the sender plays at the live edge, where it fetches
+/// every new segment from the CDN as soon as it is listed; such a peer seeds first.
+pub const PEER_PROTOCOL_VERSION: u8 = 4;
 
 /// Largest message either side sends or accepts, in bytes (a data channel message).
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
@@ -143,12 +145,17 @@ pub enum Message {
         /// Bytes held, at most [`MAX_SEGMENT_BYTES`].
         len: u64,
     },
-    /// How many copies of the stream the sender's measured uplink carries at once, rounded
-    /// down: sent when the channel opens and whenever it changes. Replaces the previous one.
+    /// What neighbours need to rank the sender as a seeder: how many copies of the stream its
+    /// measured uplink carries at once, rounded down, and whether it plays at the live edge.
+    /// Sent when the channel opens and whenever either changes. Replaces the previous one.
     /// Peers seed in order of it, so every neighbour must see the same value.
     Uplink {
         /// Copies of the stream; 0 while not measured, or below one.
         streams: u8,
+        /// The sender plays so close to the live edge (live latency below one segment duration
+        /// plus its safety margins) that it fetches each new segment from the CDN on sight, and
+        /// it may seed (it uploads, and its uplink carries two copies or was not measured).
+        live_edge: bool,
     },
 }
 
@@ -171,6 +178,9 @@ pub enum PeerMessageError {
     /// The type byte names no known message.
     #[error("unknown peer message type {0}")]
     UnknownType(u8),
+    /// An `Uplink` flags byte had bits set that this version does not define.
+    #[error("unknown flags {0:#04x} in an uplink message")]
+    UnknownFlags(u8),
     /// A varint is longer than its type allows or its value does not fit.
     #[error("varint overflows its field")]
     VarintOverflow,
@@ -232,9 +242,10 @@ impl Message {
                 put_segment_id(&mut out, *id);
                 put_varint(&mut out, *len);
             }
-            Self::Uplink { streams } => {
+            Self::Uplink { streams, live_edge } => {
                 out.push(kind::UPLINK);
                 out.push(*streams);
+                out.push(u8::from(*live_edge));
             }
             Self::Chunk { id, request_id, offset, total_len, data } => {
                 out.push(kind::CHUNK);
@@ -279,7 +290,15 @@ impl Message {
                 Self::Request { id, request_id, offset, end, deadline_ms }
             }
             kind::HAVE_CHUNK => Self::HaveChunk { id: r.segment_id()?, len: r.varint()? },
-            kind::UPLINK => Self::Uplink { streams: r.u8()? },
+            kind::UPLINK => {
+                let streams = r.u8()?;
+                let live_edge = match r.u8()? {
+                    0 => false,
+                    1 => true,
+                    flags => return Err(PeerMessageError::UnknownFlags(flags)),
+                };
+                Self::Uplink { streams, live_edge }
+            }
             kind::CHUNK => {
                 let id = r.segment_id()?;
                 let request_id = r.u32()?;

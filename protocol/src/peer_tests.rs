@@ -4,6 +4,9 @@ use proptest::prelude::*;
 
 use super::*;
 
+/// The version byte every message starts with.
+const V: u8 = PEER_PROTOCOL_VERSION;
+
 fn id() -> impl Strategy<Value = SegmentId> {
     (any::<u32>(), any::<u64>()).prop_map(|(rendition, msn)| SegmentId { rendition, msn })
 }
@@ -40,7 +43,7 @@ fn message() -> impl Strategy<Value = Message> {
             }
         ),
         (id(), 0..=MAX_SEGMENT_BYTES).prop_map(|(id, len)| Message::HaveChunk { id, len }),
-        any::<u8>().prop_map(|streams| Message::Uplink { streams }),
+        (any::<u8>(), any::<bool>()).prop_map(|(streams, live_edge)| Message::Uplink { streams, live_edge }),
         chunk,
         (id(), any::<u32>()).prop_map(|(id, request_id)| Message::Absent { id, request_id }),
         (id(), any::<u32>()).prop_map(|(id, request_id)| Message::Cancel { id, request_id }),
@@ -109,7 +112,7 @@ fn a_full_have_fits_in_one_message_and_request_has_the_documented_layout() {
     assert!(bytes.len() <= MAX_MESSAGE_BYTES, "{} bytes", bytes.len());
     assert_eq!(Message::decode(&bytes), Ok(m));
     let bytes = Message::Request { id: SEG, request_id: 1, offset: 128, end: None, deadline_ms: Some(3) }.encode();
-    assert_eq!(bytes, [3, 2, 2, 0xac, 0x02, 1, 0x80, 0x01, 0, 3]);
+    assert_eq!(bytes, [V, 2, 2, 0xac, 0x02, 1, 0x80, 0x01, 0, 3]);
 }
 
 #[test]
@@ -120,7 +123,7 @@ fn a_live_window_is_a_few_bytes_and_lists_come_back_as_sets() {
         .collect();
     let bytes = Message::Have { segments: window.clone(), fetching: vec![] }.encode();
     // version, type, 1 group: rendition, base (3 bytes), span, 2 bitmap bytes; 0 groups.
-    assert_eq!(bytes, [3, 1, 1, 1, 0xc0, 0x84, 0x3d, 10, 0b0000_1011, 0b10, 0]);
+    assert_eq!(bytes, [V, 1, 1, 1, 0xc0, 0x84, 0x3d, 10, 0b0000_1011, 0b10, 0]);
     let Ok(Message::Have { segments, .. }) = Message::decode(&bytes) else { panic!() };
     assert_eq!(segments.iter().map(|s| s.msn - 1_000_000).collect::<Vec<_>>(), vec![0, 1, 3, 9]);
 }
@@ -128,7 +131,7 @@ fn a_live_window_is_a_few_bytes_and_lists_come_back_as_sets() {
 #[test]
 fn non_canonical_bitfields_are_rejected() {
     let group = |parts: &[u8]| {
-        let mut b = vec![3, 1, 1];
+        let mut b = vec![V, 1, 1];
         b.extend_from_slice(parts);
         b.push(0);
         Message::decode(&b)
@@ -141,12 +144,12 @@ fn non_canonical_bitfields_are_rejected() {
     // 17 clear bits in a row must have split the group.
     assert_eq!(group(&[0, 5, 19, 0b1, 0, 0b100]), Err(PeerMessageError::BadBitfield));
     // Two groups of one rendition closer than the gap must have been one.
-    let two = |second_base: u8| Message::decode(&[3, 1, 2, 0, 5, 1, 1, 0, second_base, 1, 1, 0]);
+    let two = |second_base: u8| Message::decode(&[V, 1, 2, 0, 5, 1, 1, 0, second_base, 1, 1, 0]);
     assert_eq!(two(10), Err(PeerMessageError::BadBitfield));
     assert_eq!(two(5), Err(PeerMessageError::BadBitfield), "overlapping");
     assert!(two(5 + 18).is_ok());
     // A span that overflows the msn range.
-    let mut b = vec![3, 1, 1, 0];
+    let mut b = vec![V, 1, 1, 0];
     put_varint(&mut b, u64::MAX);
     b.extend([2, 0b11, 0]);
     assert_eq!(Message::decode(&b), Err(PeerMessageError::BadBitfield));
@@ -160,8 +163,8 @@ fn empty_oversized_wrong_version_and_unknown_type_are_rejected() {
     assert_eq!(Message::decode(&[9, 1, 0, 0]), Err(PeerMessageError::UnsupportedVersion(9)));
     assert_eq!(Message::decode(&[1, 1, 0, 0]), Err(PeerMessageError::UnsupportedVersion(1)));
     assert_eq!(Message::decode(&[2, 1, 0, 0]), Err(PeerMessageError::UnsupportedVersion(2)));
-    assert_eq!(Message::decode(&[3, 99]), Err(PeerMessageError::UnknownType(99)));
-    assert_eq!(Message::decode(&[3]), Err(PeerMessageError::Truncated));
+    assert_eq!(Message::decode(&[V, 99]), Err(PeerMessageError::UnknownType(99)));
+    assert_eq!(Message::decode(&[V]), Err(PeerMessageError::Truncated));
 }
 
 #[test]
@@ -172,7 +175,7 @@ fn chunk_headers_are_read_without_decoding() {
     let cancel = Message::Cancel { id: SEG, request_id: 9 }.encode();
     assert_eq!(chunk_request(&cancel), None);
     assert!(!is_chunk(&cancel));
-    assert_eq!(chunk_request(&[3, 3]), None);
+    assert_eq!(chunk_request(&[V, 3]), None);
 }
 
 #[test]
@@ -185,26 +188,26 @@ fn trailing_bytes_are_rejected() {
 #[test]
 fn overlong_and_overflowing_varints_are_rejected() {
     // rendition encoded as 0x80 0x00 (zero in two bytes)
-    assert_eq!(Message::decode(&[3, 4, 0x80, 0x00, 0, 0]), Err(PeerMessageError::NonCanonicalVarint));
+    assert_eq!(Message::decode(&[V, 4, 0x80, 0x00, 0, 0]), Err(PeerMessageError::NonCanonicalVarint));
     // rendition = 2^32 does not fit a u32
-    assert_eq!(Message::decode(&[3, 4, 0x80, 0x80, 0x80, 0x80, 0x10, 0, 0]), Err(PeerMessageError::VarintOverflow));
+    assert_eq!(Message::decode(&[V, 4, 0x80, 0x80, 0x80, 0x80, 0x10, 0, 0]), Err(PeerMessageError::VarintOverflow));
     // eleven continuation bytes
-    let mut bytes = vec![3, 5, 0];
+    let mut bytes = vec![V, 5, 0];
     bytes.extend([0xff; 11]);
     assert_eq!(Message::decode(&bytes), Err(PeerMessageError::VarintOverflow));
 }
 
 #[test]
 fn have_lists_are_bounded_before_allocating() {
-    let mut bytes = vec![3, 1];
+    let mut bytes = vec![V, 1];
     put_varint(&mut bytes, MAX_HAVE_SEGMENTS as u64 + 1);
     assert_eq!(Message::decode(&bytes), Err(PeerMessageError::TooManySegments(MAX_HAVE_SEGMENTS as u64 + 1)));
     // A span whose bitmap the remaining bytes cannot hold.
-    let mut bytes = vec![3, 1, 1, 0, 0];
+    let mut bytes = vec![V, 1, 1, 0, 0];
     put_varint(&mut bytes, u64::MAX / 2);
     assert_eq!(Message::decode(&bytes), Err(PeerMessageError::Truncated));
     // More set bits than a list may hold.
-    let mut bytes = vec![3, 1, 1, 0, 0];
+    let mut bytes = vec![V, 1, 1, 0, 0];
     put_varint(&mut bytes, 2 * MAX_HAVE_SEGMENTS as u64);
     bytes.extend(vec![0xff; MAX_HAVE_SEGMENTS / 4]);
     assert_eq!(Message::decode(&bytes), Err(PeerMessageError::TooManySegments(MAX_HAVE_SEGMENTS as u64 + 1)));
@@ -228,15 +231,17 @@ fn chunk_bounds_are_checked() {
     assert!(Message::decode(&request(10, Some(11)).encode()).is_ok());
     let huge = Message::HaveChunk { id: SEG, len: MAX_SEGMENT_BYTES + 1 }.encode();
     assert!(matches!(Message::decode(&huge), Err(PeerMessageError::SegmentTooLarge { .. })));
-    let mut too_long = vec![3, 3, 0, 0, 0, 0, 0];
+    let mut too_long = vec![V, 3, 0, 0, 0, 0, 0];
     put_varint(&mut too_long, MAX_CHUNK_DATA_BYTES as u64 + 1);
     assert_eq!(Message::decode(&too_long), Err(PeerMessageError::ChunkTooLarge(MAX_CHUNK_DATA_BYTES as u64 + 1)));
 }
 
 #[test]
 fn uplink_has_the_documented_layout() {
-    assert_eq!(Message::Uplink { streams: 4 }.encode(), [3, 7, 4]);
-    assert_eq!(Message::decode(&[3, 7, 4]), Ok(Message::Uplink { streams: 4 }));
-    assert_eq!(Message::decode(&[3, 7]), Err(PeerMessageError::Truncated));
-    assert_eq!(Message::decode(&[3, 7, 4, 0]), Err(PeerMessageError::TrailingBytes(1)));
+    assert_eq!(Message::Uplink { streams: 4, live_edge: true }.encode(), [V, 7, 4, 1]);
+    assert_eq!(Message::decode(&[V, 7, 4, 0]), Ok(Message::Uplink { streams: 4, live_edge: false }));
+    assert_eq!(Message::decode(&[V, 7, 4, 2]), Err(PeerMessageError::UnknownFlags(2)));
+    assert_eq!(Message::decode(&[V, 7, 4]), Err(PeerMessageError::Truncated));
+    assert_eq!(Message::decode(&[V, 7]), Err(PeerMessageError::Truncated));
+    assert_eq!(Message::decode(&[V, 7, 4, 0, 0]), Err(PeerMessageError::TrailingBytes(1)));
 }

@@ -68,6 +68,7 @@ test('viewers move from a killed CDN to the other one without stalling', { timeo
     p2pDownBytes: { beforeKill: atKill[i].stats.p2pDownBytes, afterKill: r.stats.p2pDownBytes - atKill[i].stats.p2pDownBytes },
     httpBytes: { beforeKill: atKill[i].stats.httpBytes, afterKill: r.stats.httpBytes - atKill[i].stats.httpBytes },
     fetches: after[i],
+    renditionsAfterKill: [...new Set(r.segments.slice(atKill[i].segments.length).map((s) => s.rendition))],
     errors: r.errors,
   }));
   console.log(JSON.stringify({ steeredMs, viewers: report }, null, 2));
@@ -78,6 +79,8 @@ test('viewers move from a killed CDN to the other one without stalling', { timeo
     assert.ok(r.monitor.playedMs - playedAtKill[i] >= AFTER_MS * 0.8, `viewer ${i + 1} played ${r.monitor.playedMs - playedAtKill[i]} ms after the kill\n${logs}`);
     assert.ok(r.monitor.maxStallMs < 1000, `viewer ${i + 1} stalled ${r.monitor.maxStallMs} ms\n${logs}`);
     assert.deepEqual(r.errors, [], `viewer ${i + 1} hls.js fatal errors\n${logs}`);
+    // Sharing needs one rendition: the page pins it, through the pathway's load errors too.
+    assert.deepEqual(report[i].renditionsAfterKill, [0], `viewer ${i + 1} left the pinned rendition`);
   }
   // Segment identity does not depend on the CDN host: the two viewers go on sharing.
   const p2pAfter = report.reduce((sum, r) => sum + r.p2pDownBytes.afterKill, 0);

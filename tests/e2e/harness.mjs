@@ -92,6 +92,7 @@ export async function readViewer(viewer) {
       stats: v.stats() ?? { httpBytes: 0, p2pDownBytes: 0, p2pUpBytes: 0, peers: 0 },
       segments: v.segments.map((s) => ({ rendition: s.rendition, msn: s.msn, sha256: s.sha256, bytes: s.bytes, url: s.url })),
       firstFrameMs: v.firstFrameMs,
+      latency: { ...v.latency },
       errors: v.errors,
       monitor: { ...window.__monitor },
       currentTime: document.querySelector('video').currentTime,

@@ -44,6 +44,8 @@ test('three viewers share a live stream over data channels', { timeout: PLAY_MS 
     playedMs: Math.round(r.monitor.playedMs),
     maxStallMs: Math.round(r.monitor.maxStallMs),
     firstFrameMs: Math.round(r.firstFrameMs),
+    meanLatencyS: r.latency.mean,
+    cdnBytesByReason: r.stats.cdnBytesByReason,
     segments: r.segments.length,
   })) };
   console.log(JSON.stringify(report, null, 2));
@@ -54,8 +56,12 @@ test('three viewers share a live stream over data channels', { timeout: PLAY_MS 
     assert.ok(r.monitor.playedMs >= (i === 2 ? PLAY_MS : PLAY_MS), `viewer ${i + 1} played ${r.monitor.playedMs} ms\n${logs}`);
     assert.ok(r.monitor.maxStallMs < 1000, `viewer ${i + 1} stalled ${r.monitor.maxStallMs} ms\n${logs}`);
   });
+  // Viewer 1 joined a young stream and plays at the live edge (about 2.3 s behind): it fetches
+  // every segment from the CDN on sight, so it seeds, and the later viewers (about 6 s) take
+  // everything but their first segments from peers. Had one of them seeded as well, the CDN
+  // would serve a second copy and its offload would drop to 0.45–0.75.
   for (const i of [1, 2]) {
-    assert.ok(offload(results[i].stats) >= 0.5, `viewer ${i + 1} offload ${offload(results[i].stats)}`);
+    assert.ok(offload(results[i].stats) >= 0.8, `viewer ${i + 1} offload ${offload(results[i].stats)}`);
   }
 
   // Byte-identical to the origin: every segment the agents handed to hls.js.

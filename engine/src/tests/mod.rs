@@ -141,6 +141,7 @@ pub(crate) fn feed(e: &mut Engine, now: Millis, input: Input) -> Vec<Output> {
 pub(crate) fn seeding_order<'a>(names: &[&'a str], msn: u64) -> Vec<&'a str> {
     let ids: Vec<PeerId> = names.iter().map(|n| pid(n)).collect();
     let mut order = names.to_vec();
-    order.sort_by_key(|n| rank::rank((&pid(n), 0), ids.iter().map(|p| (p, 0)), id(msn)));
+    let quiet = rank::Seeder::default();
+    order.sort_by_key(|n| rank::rank((&pid(n), quiet), ids.iter().map(|p| (p, quiet)), id(msn)));
     order
 }

@@ -39,7 +39,8 @@ fn a_dial_that_never_opens_is_abandoned_and_the_slot_reused() {
 fn a_new_peer_gets_our_have_and_uplink_and_changes_go_to_every_peer_once() {
     let mut e = engine("me", &["a"]);
     let out = feed(&mut e, 10, Input::PeerConnected { peer: pid("b") });
-    let hello = vec![Message::Have { segments: vec![], fetching: vec![] }, Message::Uplink { streams: 0 }];
+    let hello =
+        vec![Message::Have { segments: vec![], fetching: vec![] }, Message::Uplink { streams: 0, live_edge: false }];
     assert_eq!(sent_to(&out, &pid("b")), hello);
     feed(&mut e, 20, Input::PlayerRequest { id: id(2) });
     feed(&mut e, 30, Input::HttpChunk { id: id(2), offset: 0, bytes: body(2, 10) });
@@ -112,7 +113,7 @@ fn a_change_of_uplink_goes_to_every_peer_once() {
     e.handle_uplink(100, 2_600_000, 0);
     let out = drain(&mut e);
     for peer in ["a", "b"] {
-        assert_eq!(sent_to(&out, &pid(peer)), vec![Message::Uplink { streams: 5 }], "{peer}");
+        assert_eq!(sent_to(&out, &pid(peer)), vec![Message::Uplink { streams: 5, live_edge: false }], "{peer}");
     }
     e.handle_uplink(600, 2_700_000, 0);
     assert!(sent_to(&drain(&mut e), &pid("a")).is_empty(), "same copies, nothing sent");

@@ -116,7 +116,7 @@ fn a_neighbour_whose_uplink_carries_more_copies_seeds_first() {
     for msn in 5..15 {
         let order = seeding_order(&["ann", "bob"], msn);
         let mut e = engine(order[0], &[order[1]]);
-        feed(&mut e, 1_000, message(&pid(order[1]), Message::Uplink { streams: 3 }.encode()));
+        feed(&mut e, 1_000, message(&pid(order[1]), Message::Uplink { streams: 3, live_edge: false }.encode()));
 
         let out = feed(&mut e, 2_000, playlist(msn - 4..msn + 1));
 
@@ -186,4 +186,61 @@ fn cdn_fetches_and_bytes_are_counted_by_reason() {
     assert_eq!(s.cdn_bytes_by_reason[CdnReason::StartupAlone.index()], 1_000);
     assert_eq!(s.cdn_bytes_by_reason[CdnReason::Seed.index()], 400);
     assert_eq!(s.cdn_bytes_by_reason.iter().sum::<u64>(), s.http_bytes);
+}
+
+#[test]
+fn a_neighbour_at_the_live_edge_seeds_first_even_with_less_uplink() {
+    // It fetches every new segment from the CDN on sight anyway: seeding too would be a second copy.
+    for msn in 5..15 {
+        let order = seeding_order(&["ann", "bob"], msn);
+        let mut e = engine(order[0], &[order[1]]);
+        e.handle_uplink(1_000, 10_000_000, 0);
+        feed(&mut e, 1_000, message(&pid(order[1]), Message::Uplink { streams: 2, live_edge: true }.encode()));
+
+        let out = feed(&mut e, 2_000, playlist(msn - 4..msn + 1));
+
+        assert!(fetches(&out).is_empty(), "msn {msn}: {out:?}");
+        assert_eq!(e.poll_timeout(), Some(2_000 + 500), "msn {msn}: second of two");
+    }
+}
+
+#[test]
+fn a_peer_announces_when_it_plays_at_the_live_edge() {
+    let mut e = engine("ann", &["bob"]);
+    feed(&mut e, 0, playlist(0..5));
+    let uplinks = |out: &[Output]| -> Vec<Message> {
+        sent_to(out, &pid("bob")).into_iter().filter(|m| matches!(m, Message::Uplink { .. })).collect()
+    };
+
+    // Segments 0..5 end at 10 s. At 4 s of latency (two segments behind) it is not at the edge.
+    let out = feed(&mut e, 100, Input::Playback { position_ms: 6_000, rate: 1.0, buffered_end_ms: 8_000 });
+    assert!(uplinks(&out).is_empty(), "{out:?}");
+
+    // At 2.5 s (below 2 s + 500 ms margin + 1 s) it is, and says so once.
+    let out = feed(&mut e, 200, Input::Playback { position_ms: 7_500, rate: 1.0, buffered_end_ms: 9_000 });
+    assert_eq!(uplinks(&out), vec![Message::Uplink { streams: 0, live_edge: true }]);
+    assert!(
+        uplinks(&feed(&mut e, 300, Input::Playback { position_ms: 7_600, rate: 1.0, buffered_end_ms: 9_000 }))
+            .is_empty()
+    );
+
+    // It leaves the edge only 500 ms above the threshold: 3.8 s stays, 4.1 s leaves.
+    let out = feed(&mut e, 400, Input::Playback { position_ms: 6_200, rate: 1.0, buffered_end_ms: 9_000 });
+    assert!(uplinks(&out).is_empty(), "{out:?}");
+    let out = feed(&mut e, 500, Input::Playback { position_ms: 5_900, rate: 1.0, buffered_end_ms: 9_000 });
+    assert_eq!(uplinks(&out), vec![Message::Uplink { streams: 0, live_edge: false }]);
+}
+
+#[test]
+fn a_peer_too_weak_to_seed_does_not_claim_the_live_edge() {
+    let mut e = engine("ann", &["bob"]);
+    // Segments guessed at 1 MB per 2 s (the stream prior): 700 kB/s carries one copy, not two.
+    e.handle_uplink(0, 700_000, 0);
+    feed(&mut e, 0, playlist(0..5));
+
+    let out = feed(&mut e, 200, Input::Playback { position_ms: 7_500, rate: 1.0, buffered_end_ms: 9_000 });
+
+    let uplinks: Vec<Message> =
+        sent_to(&out, &pid("bob")).into_iter().filter(|m| matches!(m, Message::Uplink { .. })).collect();
+    assert!(uplinks.iter().all(|m| matches!(m, Message::Uplink { live_edge: false, .. })), "{uplinks:?}");
 }
