@@ -33,6 +33,11 @@ const viewer = {
   hls: null,
   /** Live latency (hls.js `latency`: live edge − playhead), sampled while playing, in s. */
   latency: { last: null, mean: null, max: null, samples: 0 },
+  /**
+   * How far ahead of the playhead each main fragment was when hls.js had appended it, in s
+   * (fragment start − currentTime at FRAG_BUFFERED), while playing: the room left before a stall.
+   */
+  appendSlack: { min: null, samples: 0 },
   /** `waiting` events after the first frame (playback stalls). */
   stalls: 0,
 };
@@ -87,6 +92,7 @@ async function main() {
   }
   watchFirstFrame(video);
   watchLatency(hls, video);
+  watchAppendSlack(hls, video);
   hls.loadSource(config.master_url);
   hls.attachMedia(video);
   video.muted = true;
@@ -132,6 +138,16 @@ function watchLatency(hls, video) {
   }, 500);
   video.addEventListener('waiting', () => {
     if (viewer.firstFrameMs !== null) viewer.stalls += 1;
+  });
+}
+
+function watchAppendSlack(hls, video) {
+  const slack = viewer.appendSlack;
+  hls.on(Hls.Events.FRAG_BUFFERED, (_event, { frag }) => {
+    if (frag.type !== 'main' || video.paused || viewer.firstFrameMs === null) return;
+    const s = frag.start - video.currentTime;
+    slack.samples += 1;
+    slack.min = Math.min(slack.min ?? s, s);
   });
 }
 

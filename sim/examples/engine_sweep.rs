@@ -4,11 +4,12 @@
 //! ```text
 //! cargo run --release -p swarmcast-sim --example engine_sweep -- \
 //!     [waits=0,500,1000] [extras=4] [early=0,1] [maxpeers=8] [peers=4,16,100,1000] [segments=2000,6000]
-//!     [seeds=3] [threads=2]
+//!     [margin=500] [seeds=3] [threads=2]
 //! ```
 //! `waits` are values of `Config::startup_peer_wait_ms`, `extras` of `Config::extra_incoming_peers`,
-//! `early` of `Config::early_reload` (0 off, 1 on), `maxpeers` of `Config::max_peers`. The
-//! scheduler column reads `w<wait in ms>x<extra>e<early>` (and `m<max peers>` when not 8).
+//! `early` of `Config::early_reload` (0 off, 1 on), `maxpeers` of `Config::max_peers`, `margin`
+//! (one value) of `Config::deadline_margin_ms`. The scheduler column reads
+//! `w<wait in ms>x<extra>e<early>` (and `m<max peers>` when not 8, `d<margin>` when not 500).
 
 use std::io::Write as _;
 use std::sync::Mutex;
@@ -33,6 +34,7 @@ fn main() {
     let segments = list(&args, "segments", "2000,6000");
     let seeds = list(&args, "seeds", "3")[0];
     let threads = list(&args, "threads", "2")[0].max(1);
+    let margin = list(&args, "margin", "500")[0];
     let mut jobs = Vec::new();
     for &max in &max_peers {
         for &early in &earlies {
@@ -64,8 +66,12 @@ fn main() {
                     config.engine.extra_incoming_peers = u32::try_from(extra).unwrap_or(u32::MAX);
                     config.engine.early_reload = early != 0;
                     config.engine.max_peers = u32::try_from(max).unwrap_or(u32::MAX);
+                    config.engine.deadline_margin_ms = margin;
                     let engine = engine_config(&config);
-                    let suffix = if max == 8 { String::new() } else { format!("m{max}") };
+                    let mut suffix = if max == 8 { String::new() } else { format!("m{max}") };
+                    if margin != 500 {
+                        suffix.push_str(&format!("d{margin}"));
+                    }
                     let name = format!("w{wait}x{extra}e{early}{suffix}");
                     let report = run_with(&config, &name, |id| Engine::new(engine.clone(), id)).expect("valid config");
                     eprintln!("{name} N={n} seg={segment_duration_ms} seed={seed} done");

@@ -93,6 +93,7 @@ export async function readViewer(viewer) {
       segments: v.segments.map((s) => ({ rendition: s.rendition, msn: s.msn, sha256: s.sha256, bytes: s.bytes, url: s.url })),
       firstFrameMs: v.firstFrameMs,
       latency: { ...v.latency },
+      appendSlack: { ...v.appendSlack },
       errors: v.errors,
       monitor: { ...window.__monitor },
       currentTime: document.querySelector('video').currentTime,

@@ -23,7 +23,13 @@ const report = [];
 /** Live latency, stall count and counters of one viewer page. */
 const sample = (v) => v.page.evaluate(() => {
   const w = window.swarmcastViewer;
-  return { stats: w.stats(), latency: { ...w.latency }, stalls: w.stalls, firstFrameMs: w.firstFrameMs };
+  return {
+    stats: w.stats(),
+    latency: { ...w.latency },
+    appendSlack: { ...w.appendSlack },
+    stalls: w.stalls,
+    firstFrameMs: w.firstFrameMs,
+  };
 });
 
 /** Waits until the stream's first media playlist lists `count` segments (a full live window). */
@@ -71,6 +77,9 @@ for (const n of SIZES) {
       maxLatencyS: Math.max(...after.map((x) => x.latency.max)),
       stalls: after.reduce((a, x) => a + x.stalls, 0),
       maxStallMs: Math.max(...final.map((r) => r.monitor.maxStallMs)),
+      // The closest any viewer came to a stall: media left ahead of the playhead when hls.js had
+      // appended a fragment, in s (over the whole session, warm-up included).
+      minAppendSlackS: Math.min(...after.map((x) => x.appendSlack.min ?? Infinity)),
       // Playlist loads of the next segment's seeder (the early reload of a full mesh).
       playlistPolls: delta('playlistPolls'),
       // Why the steady state's CDN bytes came from the CDN (the agent's counters), summed.
