@@ -38,6 +38,9 @@ pub(crate) struct Args {
     /// Share of the swarm replaced per minute, 0..=10.
     #[arg(long, default_value_t = SimConfig::default().churn_per_min)]
     churn: f64,
+    /// Share of viewers whose player starts one segment behind the live edge, 0..=1.
+    #[arg(long, default_value_t = SimConfig::default().edge_share)]
+    edge: f64,
     /// Also write one CSV row per run to this file.
     #[arg(long)]
     csv: Option<PathBuf>,
@@ -68,6 +71,7 @@ fn simulate(args: &Args) -> anyhow::Result<()> {
                         window_segments: args.window,
                         poor_uplink_share: args.poor,
                         churn_per_min: args.churn,
+                        edge_share: args.edge,
                         seed,
                         ..SimConfig::default()
                     };

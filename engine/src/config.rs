@@ -57,6 +57,9 @@ pub struct Config {
     /// Whether the designated seeder of the next segment, in a full mesh, asks the shell to load
     /// the playlist until it lists that segment ([`crate::Output::ReloadPlaylist`]).
     pub early_reload: bool,
+    /// Whether a peer at the live edge announces it, so that neighbours let it seed first
+    /// (`Uplink`'s live-edge flag; see `rank::Seeder`). Off: it never claims the live edge.
+    pub live_edge_first: bool,
 }
 
 impl Default for Config {
@@ -82,6 +85,7 @@ impl Default for Config {
             max_stored_segments: 30,
             startup_peer_wait_ms: 0,
             early_reload: true,
+            live_edge_first: true,
         }
     }
 }

@@ -468,7 +468,7 @@ impl Engine {
     fn announce_seeder(&mut self, now: Millis) {
         // A peer that may not seed (no upload, or too little uplink) ranks itself last: it
         // must not claim the live edge's first place either.
-        let may_seed = self.config.upload_allowed && !self.uplink_below(2);
+        let may_seed = self.config.live_edge_first && self.config.upload_allowed && !self.uplink_below(2);
         let seeder = Seeder { streams: self.uplink_streams(), live_edge: may_seed && self.at_live_edge(now) };
         if seeder == self.announced {
             return;

@@ -4,12 +4,14 @@
 //! ```text
 //! cargo run --release -p swarmcast-sim --example engine_sweep -- \
 //!     [waits=0,500,1000] [extras=4] [early=0,1] [maxpeers=8] [peers=4,16,100,1000] [segments=2000,6000]
-//!     [margin=500] [seeds=3] [threads=2]
+//!     [margin=500] [edgefirst=1] [edgepct=0] [seeds=3] [threads=2]
 //! ```
 //! `waits` are values of `Config::startup_peer_wait_ms`, `extras` of `Config::extra_incoming_peers`,
 //! `early` of `Config::early_reload` (0 off, 1 on), `maxpeers` of `Config::max_peers`, `margin`
-//! (one value) of `Config::deadline_margin_ms`. The scheduler column reads
-//! `w<wait in ms>x<extra>e<early>` (and `m<max peers>` when not 8, `d<margin>` when not 500).
+//! (one value) of `Config::deadline_margin_ms`, `edgefirst` (0 or 1) of `Config::live_edge_first`,
+//! `edgepct` the percentage of viewers whose player starts one segment behind the live edge
+//! (`SimConfig::edge_share`). The scheduler column reads `w<wait in ms>x<extra>e<early>` (and
+//! `m<max peers>` when not 8, `d<margin>` when not 500, `f0` when `edgefirst=0`).
 
 use std::io::Write as _;
 use std::sync::Mutex;
@@ -35,6 +37,8 @@ fn main() {
     let seeds = list(&args, "seeds", "3")[0];
     let threads = list(&args, "threads", "2")[0].max(1);
     let margin = list(&args, "margin", "500")[0];
+    let edge_first = list(&args, "edgefirst", "1")[0] != 0;
+    let edge_pct = list(&args, "edgepct", "0")[0];
     let mut jobs = Vec::new();
     for &max in &max_peers {
         for &early in &earlies {
@@ -67,10 +71,15 @@ fn main() {
                     config.engine.early_reload = early != 0;
                     config.engine.max_peers = u32::try_from(max).unwrap_or(u32::MAX);
                     config.engine.deadline_margin_ms = margin;
+                    config.engine.live_edge_first = edge_first;
+                    config.edge_share = edge_pct as f64 / 100.0;
                     let engine = engine_config(&config);
                     let mut suffix = if max == 8 { String::new() } else { format!("m{max}") };
                     if margin != 500 {
                         suffix.push_str(&format!("d{margin}"));
+                    }
+                    if !edge_first {
+                        suffix.push_str("f0");
                     }
                     let name = format!("w{wait}x{extra}e{early}{suffix}");
                     let report = run_with(&config, &name, |id| Engine::new(engine.clone(), id)).expect("valid config");

@@ -110,6 +110,10 @@ pub struct SimConfig {
     pub poor_uplink_share: f64,
     /// Share of the swarm that leaves per minute (each leaver is replaced by a new viewer), 0..=10.
     pub churn_per_min: f64,
+    /// Share of viewers whose player starts one segment behind the live edge instead of
+    /// `live_sync_segments` (a player that joined a young stream, or one set for low latency),
+    /// 0..=1. Drawn only when above 0, so runs without it keep their numbers.
+    pub edge_share: f64,
     /// Segments in the live playlist window.
     pub window_segments: u64,
     /// The N first viewers arrive uniformly spread over this span, in s.
@@ -186,6 +190,7 @@ impl Default for SimConfig {
             duration_s: 600,
             seed: 1,
             poor_uplink_share: 0.3,
+            edge_share: 0.0,
             churn_per_min: 0.1,
             window_segments: 6,
             join_ramp_s: 30,
@@ -229,6 +234,7 @@ impl SimConfig {
         rule((10_000..=100_000_000).contains(&self.bitrate_bps), "bitrate_bps", "must be 10k..=100M")?;
         rule((1..=MAX_DURATION_S).contains(&self.duration_s), "duration_s", "must be 1..=86400")?;
         rule((0.0..=1.0).contains(&self.poor_uplink_share), "poor_uplink_share", "must be 0..=1")?;
+        rule((0.0..=1.0).contains(&self.edge_share), "edge_share", "must be 0..=1")?;
         rule((0.0..=10.0).contains(&self.churn_per_min), "churn_per_min", "must be 0..=10")?;
         rule((1..=20).contains(&self.live_sync_segments), "live_sync_segments", "must be 1..=20")?;
         let window_ok = (self.live_sync_segments + 1..=1_000).contains(&self.window_segments);

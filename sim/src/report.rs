@@ -28,6 +28,8 @@ pub struct Report {
     pub poor_uplink_share: f64,
     /// Share of the swarm replaced per minute.
     pub churn_per_min: f64,
+    /// Share of viewers whose player starts one segment behind the live edge.
+    pub edge_share: f64,
     /// Viewers that took part (the N first, plus churn replacements).
     pub sessions: u64,
     /// Segments published during the run.
@@ -156,6 +158,7 @@ impl Tally {
             runs: 1,
             poor_uplink_share: config.poor_uplink_share,
             churn_per_min: config.churn_per_min,
+            edge_share: config.edge_share,
             sessions: self.sessions,
             segments_published: self.segments_published,
             http_bytes: http,
@@ -214,6 +217,7 @@ fn same_setup(a: &Report, b: &Report) -> bool {
         == (b.scheduler.as_str(), b.peers, b.segment_duration_ms, b.duration_s)
         && a.poor_uplink_share == b.poor_uplink_share
         && a.churn_per_min == b.churn_per_min
+        && a.edge_share == b.edge_share
 }
 
 fn mean(group: &[&Report]) -> Report {
@@ -321,7 +325,7 @@ cdn_requests_per_segment,cdn_seed_fetches,cdn_deadline_fetches,cdn_other_fetches
 dropped_messages,purged_messages,overflow_drops,events,duplicate_seeds,\
 fetches_startup_alone,fetches_startup,fetches_seed,fetches_deadline_busy,fetches_deadline_alone,fetches_retry,\
 fetches_churn,fetches_other,cdn_bytes_startup_alone,cdn_bytes_startup,cdn_bytes_seed,cdn_bytes_deadline_busy,\
-cdn_bytes_deadline_alone,cdn_bytes_retry,cdn_bytes_churn,cdn_bytes_other,cap_bound,playlist_polls";
+cdn_bytes_deadline_alone,cdn_bytes_retry,cdn_bytes_churn,cdn_bytes_other,cap_bound,playlist_polls,edge_share";
 
 /// CSV with a header line, one row per report (scheduler names are written as given and must
 /// not hold commas).
@@ -374,7 +378,7 @@ pub fn csv(reports: &[Report]) -> String {
         for n in r.cdn_fetches_by_reason.iter().chain(&r.cdn_bytes_by_reason) {
             let _ = write!(out, ",{n}");
         }
-        let _ = writeln!(out, ",{:.6},{}", r.cap_bound, r.playlist_polls);
+        let _ = writeln!(out, ",{:.6},{},{}", r.cap_bound, r.playlist_polls, r.edge_share);
     }
     out
 }
@@ -471,6 +475,9 @@ mod tests {
         let columns = lines[0].split(',').count();
         assert!(lines.iter().all(|l| l.split(',').count() == columns), "{csv}");
         assert!(lines[1].starts_with("engine,4,2000,600,1,1,"));
-        assert!(lines[0].ends_with(",cap_bound,playlist_polls") && lines[1].ends_with(",0.000000,0"), "{csv}");
+        assert!(
+            lines[0].ends_with(",cap_bound,playlist_polls,edge_share") && lines[1].ends_with(",0.000000,0,0"),
+            "{csv}"
+        );
     }
 }

@@ -273,6 +273,7 @@ impl<'c, S: Scheduler, F: FnMut(PeerId) -> S> Swarm<'c, S, F> {
             access_latency_us: (config.access_latency_ms.sample(rng) * 1e3) as Micros,
             region: rng.random_range(0..config.regions),
         };
+        let at_edge = config.edge_share > 0.0 && rng.random::<f64>() < config.edge_share;
         let v = self.net.add(endpoint);
         self.tracker.join(v, endpoint.region);
         let stream = self.stream_bytes_per_s();
@@ -284,7 +285,10 @@ impl<'c, S: Scheduler, F: FnMut(PeerId) -> S> Swarm<'c, S, F> {
         self.viewers.push(Viewer {
             sched: Some(sched),
             id,
-            player: Player::new(self.player, now),
+            player: Player::new(
+                if at_edge { PlayerConfig { live_sync_segments: 1, ..self.player } } else { self.player },
+                now,
+            ),
             http: Vec::new(),
             armed: None,
             final_stats: Stats::default(),

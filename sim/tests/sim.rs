@@ -151,3 +151,29 @@ fn in_a_small_full_mesh_the_next_seeder_polls_the_playlist_and_the_swarm_fetches
     }
     assert!(gain > 0.02 && fewer_requests > 0.2, "offload {gain:+.3}, CDN requests per segment {fewer_requests:+.3}");
 }
+
+#[test]
+fn players_at_the_live_edge_start_one_segment_behind_it() {
+    let edge = run(&SimConfig { edge_share: 1.0, ..good_links(2) }).unwrap();
+    let usual = run(&good_links(2)).unwrap();
+    assert!(edge.live_latency_s_mean < 4.5, "{edge:#?}");
+    assert!(usual.live_latency_s_mean > 5.5, "{usual:#?}");
+    assert_eq!(edge.edge_share, 1.0);
+}
+
+#[test]
+fn a_viewer_at_the_live_edge_seeds_for_the_others() {
+    // A quarter of the viewers start one segment behind the live edge, so they fetch every new
+    // segment from the CDN on sight. When they say so, the others let them seed instead of
+    // fetching a second copy. Summed over seeds, as above.
+    let (mut fewer_requests, mut gain) = (0.0, 0.0);
+    for seed in 1..=4 {
+        let on = SimConfig { edge_share: 0.25, seed, ..good_links(4) };
+        let mut off = on.clone();
+        off.engine.live_edge_first = false;
+        let (on, off) = (run(&on).unwrap(), run(&off).unwrap());
+        fewer_requests += off.cdn_requests_per_segment - on.cdn_requests_per_segment;
+        gain += on.offload - off.offload;
+    }
+    assert!(fewer_requests > 0.2 && gain > 0.02, "CDN requests per segment {fewer_requests:+.3}, offload {gain:+.3}");
+}

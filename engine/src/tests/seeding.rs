@@ -244,3 +244,17 @@ fn a_peer_too_weak_to_seed_does_not_claim_the_live_edge() {
         sent_to(&out, &pid("bob")).into_iter().filter(|m| matches!(m, Message::Uplink { .. })).collect();
     assert!(uplinks.iter().all(|m| matches!(m, Message::Uplink { live_edge: false, .. })), "{uplinks:?}");
 }
+
+#[test]
+fn the_live_edge_claim_can_be_turned_off() {
+    let config = Config { live_edge_first: false, ..base() };
+    let mut e = engine_with(config, "ann", &["bob"]);
+    feed(&mut e, 0, playlist(0..5));
+
+    let out = feed(&mut e, 200, Input::Playback { position_ms: 7_500, rate: 1.0, buffered_end_ms: 9_000 });
+
+    assert!(
+        !sent_to(&out, &pid("bob")).iter().any(|m| matches!(m, Message::Uplink { live_edge: true, .. })),
+        "{out:?}"
+    );
+}
