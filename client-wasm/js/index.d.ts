@@ -50,6 +50,10 @@ export interface AgentStats {
    * full-mesh swarm polls the playlist until it lists it, rather than wait for hls.js's reload.
    */
   playlistPolls: number;
+  /** Copies of the stream this viewer's measured uplink carries, as told to peers; 0 while not measured. */
+  uplinkStreams: number;
+  /** Whether this viewer plays at the live edge and so fetches each new segment for its peers first. */
+  liveEdge: boolean;
   /**
    * The engine's CDN bytes by why they came from the CDN: a joiner's first segments before any
    * data channel (`startup_alone`) or with no peer holding them (`startup`), the one deliberate

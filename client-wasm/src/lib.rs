@@ -146,9 +146,10 @@ impl Agent {
     }
 
     /// Returns `{ httpBytes, p2pDownBytes, p2pUpBytes, peers, peerId, rendition,
-    /// segmentsDelivered, stalls, bandwidthBps, mode, playlistPolls, cdnBytesByReason }` (bytes of
-    /// segment payload since start; `playlistPolls` counts the media playlist loads the agent made
-    /// itself for early reloads; `cdnBytesByReason` splits the engine's CDN bytes by why they came
+    /// segmentsDelivered, stalls, bandwidthBps, mode, playlistPolls, uplinkStreams, liveEdge,
+    /// cdnBytesByReason }` (bytes of segment payload since start; `playlistPolls` counts the media
+    /// playlist loads the agent made itself for early reloads; `uplinkStreams` and `liveEdge` are
+    /// what the engine last announced to peers as a seeder; `cdnBytesByReason` splits the engine's CDN bytes by why they came
     /// from the CDN: `startup_alone`, `startup`, `seed`, `deadline_busy`, `deadline_alone`,
     /// `retry`, `churn`, `other`).
     pub fn stats(&self) -> JsValue {

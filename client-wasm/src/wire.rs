@@ -249,7 +249,8 @@ fn cdn_bytes(c: &Counters) -> CdnBytesByReason {
 /// Serializes the page's view of the counters (`agent.stats()`, camelCase keys): `httpBytes`,
 /// `p2pDownBytes`, `p2pUpBytes`, `peers`, `peerId`, `rendition`, `segmentsDelivered`, `stalls`,
 /// `bandwidthBps` (bits/s, rounded), `mode` (`starting`, `p2p`, `cdn` or `destroyed`),
-/// `playlistPolls` and `cdnBytesByReason`.
+/// `playlistPolls`, `uplinkStreams` and `liveEdge` (what the engine last announced as a seeder)
+/// and `cdnBytesByReason`.
 ///
 /// Written by hand: every value is an integer, a string or null, and a serde serializer here
 /// would cost the wasm module more than this function.
@@ -281,6 +282,7 @@ pub(crate) fn stats_json(c: &Counters, peer_id: Option<&str>, mode: &str) -> Str
     );
     push_json_str_or_null(&mut out, Some(mode));
     let _ = write!(out, ",\"playlistPolls\":{}", c.playlist_polls);
+    let _ = write!(out, ",\"uplinkStreams\":{},\"liveEdge\":{}", c.engine.announced_streams, c.engine.at_live_edge);
     // Why the engine's CDN bytes came from the CDN, by reason (snake_case names).
     out.push_str(",\"cdnBytesByReason\":{");
     for (i, reason) in engine::CdnReason::ALL.iter().enumerate() {
@@ -455,6 +457,7 @@ mod tests {
         assert_eq!(v["cdnBytesByReason"].as_object().unwrap().len(), engine::CdnReason::ALL.len());
         assert_eq!(v["mode"], "p2p");
         assert_eq!(v["playlistPolls"], 0);
+        assert_eq!((v["uplinkStreams"].as_u64(), v["liveEdge"].as_bool()), (Some(0), Some(false)));
         let c = Counters { rendition: Some(3), bandwidth_bps: 1_234.6, ..Counters::default() };
         let v: serde_json::Value = serde_json::from_str(&stats_json(&c, None, "a\"b\\c\n")).unwrap();
         assert_eq!((v["rendition"].as_u64(), v["bandwidthBps"].as_u64()), (Some(3), Some(1_235)));

@@ -474,6 +474,8 @@ impl Engine {
             return;
         }
         self.announced = seeder;
+        self.stats.announced_streams = seeder.streams;
+        self.stats.at_live_edge = seeder.live_edge;
         let bytes = Message::Uplink { streams: seeder.streams, live_edge: seeder.live_edge }.encode();
         for peer in self.peers.connected() {
             self.outputs.push_back(Output::SendToPeer { peer: peer.clone(), bytes: bytes.clone() });

@@ -237,6 +237,11 @@ pub struct Stats {
     pub p2p_up_bytes: u64,
     /// Peers with an open data channel now.
     pub peers_connected: u32,
+    /// Copies of the stream our uplink carries, as last announced to peers (`Uplink`; 0 while
+    /// not measured).
+    pub announced_streams: u8,
+    /// Whether we last told peers that we play at the live edge (and so seed first).
+    pub at_live_edge: bool,
     /// Segments delivered to the player.
     pub segments_delivered: u64,
     /// Segments whose bytes from peers turned out wrong (length or digest) and were refetched.

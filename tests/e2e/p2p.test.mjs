@@ -45,6 +45,8 @@ test('three viewers share a live stream over data channels', { timeout: PLAY_MS 
     maxStallMs: Math.round(r.monitor.maxStallMs),
     firstFrameMs: Math.round(r.firstFrameMs),
     meanLatencyS: r.latency.mean,
+    liveEdge: r.stats.liveEdge,
+    uplinkStreams: r.stats.uplinkStreams,
     cdnBytesByReason: r.stats.cdnBytesByReason,
     segments: r.segments.length,
   })) };
@@ -60,7 +62,9 @@ test('three viewers share a live stream over data channels', { timeout: PLAY_MS 
   // every segment from the CDN on sight, so it seeds, and the later viewers (about 6 s) take
   // everything but their first segments from peers. Had one of them seeded as well, the CDN
   // would serve a second copy and its offload would drop to 0.45–0.75.
+  assert.equal(results[0].stats.liveEdge, true, 'viewer 1 did not tell its peers it plays at the live edge');
   for (const i of [1, 2]) {
+    assert.equal(results[i].stats.liveEdge, false, `viewer ${i + 1} claimed the live edge`);
     assert.ok(offload(results[i].stats) >= 0.8, `viewer ${i + 1} offload ${offload(results[i].stats)}`);
   }
 
