@@ -100,10 +100,10 @@ pub(crate) async fn start(shell: ShellRef) -> &'static str {
     }
 
     let rules = config.as_ref().map(|c| c.rules.clone()).unwrap_or_default();
-    // The owner's `max_peers` caps the connections held at once: dial two thirds of it, keep the
-    // rest for peers that dial us (12 → 8 + 4, the engine's defaults).
+    // The owner's `max_peers` caps the connections held at once: dial all but a third of it (at
+    // most 4), kept for peers that dial us (16 → 12 + 4, the engine's defaults; 12 → 8 + 4).
     let cap = rules.max_peers.clamp(1, MAX_PEERS_CAP);
-    let extra_incoming_peers = cap / 3;
+    let extra_incoming_peers = (cap / 3).min(4);
     let max_peers = cap - extra_incoming_peers;
     let engine_config = engine::Config {
         max_peers,

@@ -3,7 +3,9 @@
 /// Tunables of the engine; [`Config::default`] is what the agent ships with.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
-    /// Most peers to keep connected (or connecting) by dialling.
+    /// Most peers to keep connected (or connecting) by dialling. 12 rather than 8: more
+    /// neighbours agree on more of the seeding order (fewer duplicate seeds in a partial mesh)
+    /// and make swarms of up to 17 a full mesh (simulator, `docs/BENCHMARKS.md`, "Neighbours").
     pub max_peers: u32,
     /// Peers that dial us are still accepted while we have fewer than `max_peers` plus this
     /// many open channels, so that a joiner finds room in a swarm where everyone already has
@@ -65,7 +67,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            max_peers: 8,
+            max_peers: 12,
             extra_incoming_peers: 4,
             upload_allowed: true,
             max_message_bytes: 64 * 1024,

@@ -61,9 +61,9 @@ pub const MAX_ASN_RULES: usize = 32;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct PeeringRules {
-    /// Most peers one agent is connected to at once. The agent dials up to two thirds of them
-    /// and keeps the rest for peers that dial it, so that a joiner finds room in a swarm where
-    /// everyone has dialled its share (see the engine's `extra_incoming_peers`).
+    /// Most peers one agent is connected to at once. The agent dials all but a third of them
+    /// (at most 4), which it keeps for peers that dial it, so that a joiner finds room in a swarm
+    /// where everyone has dialled its share (see the engine's `extra_incoming_peers`).
     pub max_peers: u32,
     /// Whether agents upload to other peers at all (false: download-only).
     pub upload_allowed: bool,
@@ -83,7 +83,7 @@ pub struct PeeringRules {
 impl Default for PeeringRules {
     fn default() -> Self {
         Self {
-            max_peers: 12,
+            max_peers: 16,
             upload_allowed: true,
             upload_on_cellular: false,
             asn_allow: Vec::new(),

@@ -126,10 +126,11 @@ fn a_peer_that_cannot_seed_does_not_poll() {
 
 #[test]
 fn a_full_mesh_keeps_the_trackers_count_fresh() {
-    // Nine neighbours: more than `max_peers` (8), so the engine no longer asks for candidates.
+    // Nine neighbours: more than `max_peers` (8 here), so the engine no longer asks for candidates.
     let names = ["ann", "bob", "cat", "dan", "eve", "fay", "gus", "hal", "ida", "jon"];
     let others: Vec<&str> = names[1..].to_vec();
-    let mut e = engine("ann", &others);
+    let eight = || Config { max_peers: 8, ..base() };
+    let mut e = engine_with(eight(), "ann", &others);
     let half = SWARM_COUNT_TTL_MS / 2;
     assert!(!feed(&mut e, 0, Input::SwarmSize { peers: 10 }).contains(&Output::RequestPeers));
     assert!(e.poll_timeout().is_some_and(|t| t <= half));
@@ -141,7 +142,7 @@ fn a_full_mesh_keeps_the_trackers_count_fresh() {
     assert!(!drain(&mut e).contains(&Output::RequestPeers));
 
     // Not in a partial mesh.
-    let mut e = engine("ann", &others);
+    let mut e = engine_with(eight(), "ann", &others);
     feed(&mut e, 0, Input::SwarmSize { peers: 30 });
     e.handle_timeout(half);
     assert!(!drain(&mut e).contains(&Output::RequestPeers));
