@@ -322,8 +322,7 @@ impl Engine {
         }
         // What everyone else was told last; a change since goes to all, this peer included.
         self.outputs.push_back(Output::SendToPeer { peer: peer.clone(), bytes: self.last_have.clone() });
-        let Seeder { streams, live_edge } = self.announced;
-        self.send(&peer, &Message::Uplink { streams, live_edge });
+        self.send(&peer, &self.announced.message());
     }
 
     fn on_peer_message(&mut self, now: Millis, peer: PeerId, bytes: &[u8]) {
@@ -466,17 +465,17 @@ impl Engine {
     /// we play at the live edge, when either changed (the seeding order depends on them, so all
     /// must see the same values).
     fn announce_seeder(&mut self, now: Millis) {
-        // A peer that may not seed (no upload, or too little uplink) ranks itself last: it
-        // must not claim the live edge's first place either.
-        let may_seed = self.config.live_edge_first && self.config.upload_allowed && !self.uplink_below(2);
-        let seeder = Seeder { streams: self.uplink_streams(), live_edge: may_seed && self.at_live_edge(now) };
+        // A peer that may not seed ranks itself last: it must not claim the live edge's first
+        // place either.
+        let claim = self.config.live_edge_first && self.may_seed() && self.at_live_edge(now);
+        let seeder = Seeder { streams: self.uplink_streams(), live_edge: claim };
         if seeder == self.announced {
             return;
         }
         self.announced = seeder;
         self.stats.announced_streams = seeder.streams;
         self.stats.at_live_edge = seeder.live_edge;
-        let bytes = Message::Uplink { streams: seeder.streams, live_edge: seeder.live_edge }.encode();
+        let bytes = seeder.message().encode();
         for peer in self.peers.connected() {
             self.outputs.push_back(Output::SendToPeer { peer: peer.clone(), bytes: bytes.clone() });
         }
@@ -506,6 +505,12 @@ impl Engine {
     fn uplink_streams(&self) -> u8 {
         let copies = self.uplink_copies().unwrap_or(0);
         u8::try_from(copies.min(MAX_ANNOUNCED_STREAMS)).unwrap_or(u8::MAX)
+    }
+
+    /// Whether we may seed: we upload, and our uplink was not measured below two copies per
+    /// segment duration (a copy that reaches one peer at most would help few).
+    pub(crate) fn may_seed(&self) -> bool {
+        self.config.upload_allowed && !self.uplink_below(2)
     }
 
     /// Whether our measured uplink sends less than `times` segments per segment duration of the

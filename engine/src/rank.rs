@@ -5,6 +5,7 @@
 //! top-ranked peer fetches the segment over HTTP at once; the others wait for it, each a little
 //! longer the lower its rank, so a missing seeder is replaced by the next one in line.
 
+use protocol::peer::Message;
 use protocol::{PeerId, SegmentId};
 
 /// FNV-1a, 64-bit: a fixed, platform-independent hash (std's hasher is randomly keyed).
@@ -39,6 +40,11 @@ impl Seeder {
     /// else above it makes that one fetch a second copy), then more copies first.
     fn class(self) -> (bool, u8) {
         (self.live_edge, self.streams)
+    }
+
+    /// The `Uplink` message that announces it.
+    pub(crate) fn message(self) -> Message {
+        Message::Uplink { streams: self.streams, live_edge: self.live_edge }
     }
 }
 

@@ -201,8 +201,8 @@ impl Engine {
     /// (simulator, 10 seeds: +0.001 to +0.006 of offload at N = 4 … 16, never less).
     pub(crate) fn seed_turn(&self, id: SegmentId, seg: &Segment, since: Millis) -> Millis {
         let rank = u64::from(self.seed_rank(id));
-        let silent = !self.config.upload_allowed || self.uplink_below(1);
-        let wait = if silent || self.uplink_below(2) { seg.info.duration_ms } else { 0 };
+        // Silent peers (no upload, or below one copy) and those below two copies alike.
+        let wait = if self.may_seed() { 0 } else { seg.info.duration_ms };
         since.saturating_add(wait).saturating_add(self.config.seed_grace_ms.saturating_mul(rank))
     }
 
@@ -213,7 +213,7 @@ impl Engine {
     /// would help few.
     pub(crate) fn seed_rank(&self, id: SegmentId) -> u32 {
         let others = self.peers.seeders(id.rendition);
-        if !self.config.upload_allowed || self.uplink_below(2) {
+        if !self.may_seed() {
             return u32::try_from(others.count()).unwrap_or(u32::MAX);
         }
         rank::rank((&self.local, self.announced), others, id)

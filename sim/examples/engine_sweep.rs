@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run --release -p swarmcast-sim --example engine_sweep -- \
-//!     [waits=0,500,1000] [extras=4] [early=0,1] [maxpeers=8] [peers=4,16,100,1000] [segments=2000,6000]
+//!     [waits=0,500,1000] [extras=4] [early=0,1] [maxpeers=12] [peers=4,16,100,1000] [segments=2000,6000]
 //!     [margin=500] [edgefirst=1] [edgepct=0] [seeds=3] [threads=2]
 //! ```
 //! `waits` are values of `Config::startup_peer_wait_ms`, `extras` of `Config::extra_incoming_peers`,
@@ -11,7 +11,7 @@
 //! (one value) of `Config::deadline_margin_ms`, `edgefirst` (0 or 1) of `Config::live_edge_first`,
 //! `edgepct` the percentage of viewers whose player starts one segment behind the live edge
 //! (`SimConfig::edge_share`). The scheduler column reads `w<wait in ms>x<extra>e<early>` (and
-//! `m<max peers>` when not 8, `d<margin>` when not 500, `f0` when `edgefirst=0`).
+//! `m<max peers>` and `d<margin>` when not the shipped `Config::default`, `f0` when `edgefirst=0`).
 
 use std::io::Write as _;
 use std::sync::Mutex;
@@ -31,12 +31,14 @@ fn main() {
     let waits = list(&args, "waits", "0,500,1000");
     let extras = list(&args, "extras", "4");
     let earlies = list(&args, "early", "1");
-    let max_peers = list(&args, "maxpeers", "8");
+    // Unset keys keep what the agent ships with.
+    let shipped = SimConfig::default().engine;
+    let max_peers = list(&args, "maxpeers", &shipped.max_peers.to_string());
     let peers = list(&args, "peers", "4,16,100,1000");
     let segments = list(&args, "segments", "2000,6000");
     let seeds = list(&args, "seeds", "3")[0];
     let threads = list(&args, "threads", "2")[0].max(1);
-    let margin = list(&args, "margin", "500")[0];
+    let margin = list(&args, "margin", &shipped.deadline_margin_ms.to_string())[0];
     let edge_first = list(&args, "edgefirst", "1")[0] != 0;
     let edge_pct = list(&args, "edgepct", "0")[0];
     let mut jobs = Vec::new();
@@ -74,8 +76,9 @@ fn main() {
                     config.engine.live_edge_first = edge_first;
                     config.edge_share = edge_pct as f64 / 100.0;
                     let engine = engine_config(&config);
-                    let mut suffix = if max == 8 { String::new() } else { format!("m{max}") };
-                    if margin != 500 {
+                    let mut suffix =
+                        if max == u64::from(shipped.max_peers) { String::new() } else { format!("m{max}") };
+                    if margin != shipped.deadline_margin_ms {
                         suffix.push_str(&format!("d{margin}"));
                     }
                     if !edge_first {
