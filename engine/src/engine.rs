@@ -440,8 +440,19 @@ impl Engine {
             return Message::Have { segments: Vec::new(), fetching: Vec::new() };
         }
         // Segments being received are announced too: we relay them as they arrive. With a
-        // digest, bytes from peers are passed on only once checked, so those wait.
-        let relays = |s: &Segment| s.receiving() && (s.digest.is_none() || !s.from_peers);
+        // digest, bytes from peers are passed on only once checked, so those wait. In a partial
+        // mesh that includes a transfer still waiting for its first byte: the news that someone
+        // is on the segment then reaches neighbours of ours that do not hear its seeder, so they
+        // do not seed it a second time. In a full mesh everyone hears the seeder itself, and
+        // such an announcement only draws requests we must turn down (`upload.rs` serves from
+        // bytes held); when our source then leaves, peers that wait on each other's
+        // announcements hold the segment until its deadline, and each fetches it from the CDN
+        // (`docs/BENCHMARKS.md`, "Announcing transfers").
+        let meshed = self.meshed(self.now);
+        let relays = |s: &Segment| {
+            let announced = if meshed { s.relaying() } else { s.receiving() };
+            announced && (s.digest.is_none() || !s.from_peers)
+        };
         Message::Have {
             segments: self.store.newest_ids(MAX_HAVE_SEGMENTS, Segment::ready),
             fetching: self.store.newest_ids(MAX_HAVE_SEGMENTS, relays),

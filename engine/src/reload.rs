@@ -94,10 +94,14 @@ impl Engine {
     /// Whether every other viewer of the swarm (by the tracker's recent count) is connected to
     /// us, and at least one of them plays `rendition`.
     fn full_mesh(&self, now: Millis, rendition: u32) -> bool {
+        self.meshed(now) && self.peers.in_rendition(rendition).next().is_some()
+    }
+
+    /// Whether every other viewer of the swarm (by the tracker's count, at most
+    /// [`SWARM_COUNT_TTL_MS`] old) is connected to us, and there is at least one.
+    pub(crate) fn meshed(&self, now: Millis) -> bool {
         let fresh = self.meshed_by_count().is_some_and(|at| now.saturating_sub(at) <= SWARM_COUNT_TTL_MS);
-        fresh
-            && self.swarm_peers.is_some_and(|(swarm, _)| swarm >= 2)
-            && self.peers.in_rendition(rendition).next().is_some()
+        fresh && self.swarm_peers.is_some_and(|(swarm, _)| swarm >= 2)
     }
 
     /// When the tracker's last count came, if it says every other viewer of the swarm is

@@ -237,3 +237,28 @@ fn aborting_a_player_fetch_aborts_its_http_request() {
 
     assert_eq!(out, vec![Output::AbortHttp { id: id(3) }]);
 }
+
+/// Whether `me`, in a swarm of `swarm` viewers of which it is connected to `a` and `b`, tells
+/// `b` it is fetching segment 3 after asking `a` for it, before and after the first byte.
+fn announces_its_transfer(swarm: u32) -> (bool, bool) {
+    let mut e = playing(&["a", "b"]);
+    feed(&mut e, 2_000, Input::SwarmSize { peers: swarm });
+    feed(&mut e, 2_000, message(&pid("a"), have(&[0], &[3])));
+    let fetching = |out: &[Output]| {
+        sent_to(out, &pid("b")).iter().any(|m| matches!(m, Message::Have { fetching, .. } if fetching.contains(&id(3))))
+    };
+    let out = ask(&mut e, 2_000);
+    let [(_, request_id, 0)] = requests(&sent_to(&out, &pid("a")))[..] else { panic!("{out:?}") };
+    let waiting = fetching(&out);
+    let out = feed(&mut e, 2_100, message(&pid("a"), chunk(3, request_id, 0, 5_000, &body(3, 1_000))));
+    (waiting, fetching(&out))
+}
+
+#[test]
+fn a_transfer_waiting_for_its_first_byte_is_announced_in_a_partial_mesh_only() {
+    // Ten viewers, two of them neighbours: neighbours that do not hear the seeder learn that
+    // someone is on it (and the first byte changes nothing they see).
+    assert_eq!(announces_its_transfer(10), (true, false));
+    // A full mesh of three: announced once bytes flow, which we can relay.
+    assert_eq!(announces_its_transfer(3), (false, true));
+}
