@@ -11,7 +11,7 @@
 //! (one value) of `Config::deadline_margin_ms`, `edgefirst` (0 or 1) of `Config::live_edge_first`,
 //! `edgepct` the percentage of viewers whose player starts one segment behind the live edge
 //! (`SimConfig::edge_share`). The scheduler column reads `w<wait in ms>x<extra>e<early>` (and
-//! `m<max peers>` and `d<margin>` when not the shipped `Config::default`, `f0` when `edgefirst=0`).
+//! `m<max peers>`, `d<margin>` and `f<edgefirst>` when not the shipped `Config::default`).
 
 use std::io::Write as _;
 use std::sync::Mutex;
@@ -39,7 +39,7 @@ fn main() {
     let seeds = list(&args, "seeds", "3")[0];
     let threads = list(&args, "threads", "2")[0].max(1);
     let margin = list(&args, "margin", &shipped.deadline_margin_ms.to_string())[0];
-    let edge_first = list(&args, "edgefirst", "1")[0] != 0;
+    let edge_first = list(&args, "edgefirst", &u64::from(shipped.live_edge_first).to_string())[0] != 0;
     let edge_pct = list(&args, "edgepct", "0")[0];
     let mut jobs = Vec::new();
     for &max in &max_peers {
@@ -81,8 +81,8 @@ fn main() {
                     if margin != shipped.deadline_margin_ms {
                         suffix.push_str(&format!("d{margin}"));
                     }
-                    if !edge_first {
-                        suffix.push_str("f0");
+                    if edge_first != shipped.live_edge_first {
+                        suffix.push_str(&format!("f{}", u8::from(edge_first)));
                     }
                     let name = format!("w{wait}x{extra}e{early}{suffix}");
                     let report = run_with(&config, &name, |id| Engine::new(engine.clone(), id)).expect("valid config");

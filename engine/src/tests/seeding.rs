@@ -110,19 +110,33 @@ fn a_peer_that_does_not_upload_never_seeds_a_shared_segment() {
     assert_eq!(e.poll_timeout(), Some(2_000 + 2_000 + 500), "a segment duration more, last of two");
 }
 
-#[test]
-fn a_neighbour_whose_uplink_carries_more_copies_seeds_first() {
-    // Whoever the hash puts first, the peer that announced 3 copies seeds.
+/// For segments 5..15, whoever the hash puts first: with our uplink measured at `our_uplink`
+/// bytes/s (if given) and the neighbour's `uplink` announcement, the neighbour seeds and we wait
+/// our turn, second of two.
+fn neighbour_seeds_first(our_uplink: Option<u64>, uplink: Message) {
     for msn in 5..15 {
         let order = seeding_order(&["ann", "bob"], msn);
         let mut e = engine(order[0], &[order[1]]);
-        feed(&mut e, 1_000, message(&pid(order[1]), Message::Uplink { streams: 3, live_edge: false }.encode()));
+        if let Some(bytes_per_s) = our_uplink {
+            e.handle_uplink(1_000, bytes_per_s, 0);
+        }
+        feed(&mut e, 1_000, message(&pid(order[1]), uplink.encode()));
 
         let out = feed(&mut e, 2_000, playlist(msn - 4..msn + 1));
 
         assert!(fetches(&out).is_empty(), "msn {msn}: {out:?}");
         assert_eq!(e.poll_timeout(), Some(2_000 + 500), "msn {msn}: second of two");
     }
+}
+
+/// The `Uplink` messages among `out` sent to `peer`.
+fn uplinks_to(out: &[Output], peer: &str) -> Vec<Message> {
+    sent_to(out, &pid(peer)).into_iter().filter(|m| matches!(m, Message::Uplink { .. })).collect()
+}
+
+#[test]
+fn a_neighbour_whose_uplink_carries_more_copies_seeds_first() {
+    neighbour_seeds_first(None, Message::Uplink { streams: 3, live_edge: false });
 }
 
 #[test]
@@ -191,26 +205,14 @@ fn cdn_fetches_and_bytes_are_counted_by_reason() {
 #[test]
 fn a_neighbour_at_the_live_edge_seeds_first_even_with_less_uplink() {
     // It fetches every new segment from the CDN on sight anyway: seeding too would be a second copy.
-    for msn in 5..15 {
-        let order = seeding_order(&["ann", "bob"], msn);
-        let mut e = engine(order[0], &[order[1]]);
-        e.handle_uplink(1_000, 10_000_000, 0);
-        feed(&mut e, 1_000, message(&pid(order[1]), Message::Uplink { streams: 2, live_edge: true }.encode()));
-
-        let out = feed(&mut e, 2_000, playlist(msn - 4..msn + 1));
-
-        assert!(fetches(&out).is_empty(), "msn {msn}: {out:?}");
-        assert_eq!(e.poll_timeout(), Some(2_000 + 500), "msn {msn}: second of two");
-    }
+    neighbour_seeds_first(Some(10_000_000), Message::Uplink { streams: 2, live_edge: true });
 }
 
 #[test]
 fn a_peer_announces_when_it_plays_at_the_live_edge() {
     let mut e = engine("ann", &["bob"]);
     feed(&mut e, 0, playlist(0..5));
-    let uplinks = |out: &[Output]| -> Vec<Message> {
-        sent_to(out, &pid("bob")).into_iter().filter(|m| matches!(m, Message::Uplink { .. })).collect()
-    };
+    let uplinks = |out: &[Output]| uplinks_to(out, "bob");
 
     // Segments 0..5 end at 10 s. At 4 s of latency (two segments behind) it is not at the edge.
     let out = feed(&mut e, 100, Input::Playback { position_ms: 6_000, rate: 1.0, buffered_end_ms: 8_000 });
@@ -240,8 +242,7 @@ fn a_peer_too_weak_to_seed_does_not_claim_the_live_edge() {
 
     let out = feed(&mut e, 200, Input::Playback { position_ms: 7_500, rate: 1.0, buffered_end_ms: 9_000 });
 
-    let uplinks: Vec<Message> =
-        sent_to(&out, &pid("bob")).into_iter().filter(|m| matches!(m, Message::Uplink { .. })).collect();
+    let uplinks = uplinks_to(&out, "bob");
     assert!(uplinks.iter().all(|m| matches!(m, Message::Uplink { live_edge: false, .. })), "{uplinks:?}");
 }
 
@@ -253,8 +254,5 @@ fn the_live_edge_claim_can_be_turned_off() {
 
     let out = feed(&mut e, 200, Input::Playback { position_ms: 7_500, rate: 1.0, buffered_end_ms: 9_000 });
 
-    assert!(
-        !sent_to(&out, &pid("bob")).iter().any(|m| matches!(m, Message::Uplink { live_edge: true, .. })),
-        "{out:?}"
-    );
+    assert!(!uplinks_to(&out, "bob").iter().any(|m| matches!(m, Message::Uplink { live_edge: true, .. })), "{out:?}");
 }
