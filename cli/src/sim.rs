@@ -7,7 +7,7 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use ::sim::{SCHEDULERS, SimConfig, csv, reasons_table, run_named, summarize, table};
+use ::sim::{PoorUplinkDraw, SCHEDULERS, SimConfig, csv, reasons_table, run_named, summarize, table};
 use anyhow::{Context, bail};
 
 /// Arguments of `swarmcast sim`.
@@ -35,6 +35,10 @@ pub(crate) struct Args {
     /// Share of viewers on poor uplinks, 0..=1.
     #[arg(long, default_value_t = SimConfig::default().poor_uplink_share)]
     poor: f64,
+    /// Draw each viewer's uplink class on its own (probability `--poor`) instead of placing
+    /// exactly round(poor × N) viewers on poor uplinks, replacements taking the leaver's class.
+    #[arg(long)]
+    independent_poor: bool,
     /// Share of the swarm replaced per minute, 0..=10.
     #[arg(long, default_value_t = SimConfig::default().churn_per_min)]
     churn: f64,
@@ -70,6 +74,11 @@ fn simulate(args: &Args) -> anyhow::Result<()> {
                         duration_s: args.duration,
                         window_segments: args.window,
                         poor_uplink_share: args.poor,
+                        poor_uplink_draw: if args.independent_poor {
+                            PoorUplinkDraw::Independent
+                        } else {
+                            PoorUplinkDraw::Exact
+                        },
                         churn_per_min: args.churn,
                         edge_share: args.edge,
                         seed,

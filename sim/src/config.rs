@@ -108,6 +108,8 @@ pub struct SimConfig {
     pub seed: u64,
     /// Share of viewers whose uplink is drawn from `poor_uplink_bytes_per_s`, 0..=1.
     pub poor_uplink_share: f64,
+    /// How viewers are put in the poor-uplink class.
+    pub poor_uplink_draw: PoorUplinkDraw,
     /// Share of the swarm that leaves per minute (each leaver is replaced by a new viewer), 0..=10.
     pub churn_per_min: f64,
     /// Share of viewers whose player starts one segment behind the live edge instead of
@@ -181,6 +183,20 @@ pub struct SimConfig {
     pub engine: EngineConfig,
 }
 
+/// How viewers are put in the poor-uplink class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PoorUplinkDraw {
+    /// round(share × N) of the N first viewers are poor, and a churn replacement takes the
+    /// class of the viewer it replaces: the share of poor uplinks among the viewers present is
+    /// the configured one at every instant (to the nearest viewer). A 4-viewer swarm has one
+    /// poor uplink, never two or three.
+    Exact,
+    /// Every viewer is poor with probability `share`, on its own. A small swarm then often
+    /// holds far more (or fewer) poor uplinks than the share: at N = 4 and 30 %, one swarm in
+    /// three has two or more.
+    Independent,
+}
+
 impl Default for SimConfig {
     fn default() -> Self {
         Self {
@@ -190,6 +206,7 @@ impl Default for SimConfig {
             duration_s: 600,
             seed: 1,
             poor_uplink_share: 0.3,
+            poor_uplink_draw: PoorUplinkDraw::Exact,
             edge_share: 0.0,
             churn_per_min: 0.1,
             window_segments: 6,

@@ -78,7 +78,7 @@ mod shell;
 mod swarm;
 pub mod tracker;
 
-pub use config::{ConfigError, Dist, SimConfig, TrackerMode};
+pub use config::{ConfigError, Dist, PoorUplinkDraw, SimConfig, TrackerMode};
 use engine::{Config as EngineConfig, Engine};
 use protocol::PeerId;
 pub use report::{CSV_HEADER, Report, csv, reasons_table, summarize, table};

@@ -10,7 +10,7 @@ use rand::{Rng, SeedableRng};
 
 use crate::cdn::{Cdn, mix};
 use crate::clock::{Micros, Queue, from_ms, to_ms};
-use crate::config::SimConfig;
+use crate::config::{PoorUplinkDraw, SimConfig};
 use crate::net::{Endpoint, Net, PairMap};
 use crate::player::{Player, PlayerConfig};
 use crate::report::{Report, Tally};
@@ -30,8 +30,9 @@ const STARTUP_GRACE_US: Micros = 10_000_000;
 pub(crate) enum Event {
     /// The CDN publishes the next segment.
     Publish,
-    /// A new viewer arrives.
-    Arrive,
+    /// A new viewer arrives; `poor` is its uplink class when the population fixes it
+    /// ([`PoorUplinkDraw::Exact`]), `None` to draw it.
+    Arrive { poor: Option<bool> },
     /// A random viewer leaves and a new one arrives.
     Churn,
     /// A viewer's player reloads the playlist.
@@ -75,6 +76,8 @@ pub(crate) struct Viewer<S> {
     /// Counters, frozen when the viewer leaves.
     pub(crate) final_stats: Stats,
     pub(crate) joined: Micros,
+    /// Whether the viewer's uplink is drawn from the poor-uplink distribution.
+    pub(crate) poor: bool,
 }
 
 /// The whole simulated world.
@@ -142,9 +145,13 @@ impl<'c, S: Scheduler, F: FnMut(PeerId) -> S> Swarm<'c, S, F> {
         };
         swarm.queue.push(start + segment_us, Event::Publish);
         let ramp_us = config.join_ramp_s * 1_000_000;
-        for _ in 0..config.peers {
+        // Arrival times are drawn independently, so the poor uplinks land at random places
+        // in the join order.
+        let poor_count = (config.poor_uplink_share * f64::from(config.peers)).round() as u32;
+        for i in 0..config.peers {
             let at = start + (swarm.population.random::<f64>() * ramp_us as f64) as Micros;
-            swarm.queue.push(at, Event::Arrive);
+            let poor = (config.poor_uplink_draw == PoorUplinkDraw::Exact).then_some(i < poor_count);
+            swarm.queue.push(at, Event::Arrive { poor });
         }
         if config.churn_per_min > 0.0 {
             let at = start + ramp_us + swarm.churn_gap();
@@ -199,13 +206,14 @@ impl<'c, S: Scheduler, F: FnMut(PeerId) -> S> Swarm<'c, S, F> {
                 self.tally.segments_published += 1;
                 self.queue.push(now + from_ms(self.config.segment_duration_ms), Event::Publish);
             }
-            Event::Arrive => self.arrive(),
+            Event::Arrive { poor } => self.arrive(poor),
             Event::Churn => {
                 let present = self.tracker.present();
                 if !present.is_empty() {
                     let v = present[self.population.random_range(0..present.len())];
                     self.leave(v);
-                    self.arrive();
+                    let exact = self.config.poor_uplink_draw == PoorUplinkDraw::Exact;
+                    self.arrive(exact.then_some(self.viewers[v].poor));
                 }
                 let at = now + self.churn_gap();
                 self.queue.push(at, Event::Churn);
@@ -260,12 +268,14 @@ impl<'c, S: Scheduler, F: FnMut(PeerId) -> S> Swarm<'c, S, F> {
         }
     }
 
-    /// A new viewer with links drawn from the configured distributions; its player starts by
-    /// loading the playlist.
-    fn arrive(&mut self) {
+    /// A new viewer with links drawn from the configured distributions, in the uplink class
+    /// `poor` when given; its player starts by loading the playlist.
+    fn arrive(&mut self, poor: Option<bool>) {
         let (config, now) = (self.config, self.queue.now());
         let rng = &mut self.population;
-        let poor = rng.random::<f64>() < config.poor_uplink_share;
+        // Drawn even when the class is given, so both draws see the same links for a class.
+        let draw = rng.random::<f64>() < config.poor_uplink_share;
+        let poor = poor.unwrap_or(draw);
         let up = if poor { config.poor_uplink_bytes_per_s } else { config.uplink_bytes_per_s };
         let endpoint = Endpoint {
             up_bytes_per_s: up.sample(rng).max(MIN_RATE_BYTES_PER_S),
@@ -293,6 +303,7 @@ impl<'c, S: Scheduler, F: FnMut(PeerId) -> S> Swarm<'c, S, F> {
             armed: None,
             final_stats: Stats::default(),
             joined: now,
+            poor,
         });
         self.tally.sessions += 1;
         let playlist_at = now + self.ttfb();
