@@ -31,7 +31,8 @@
 //!   (± jitter); each request waits a time to first byte, then flows at the CDN's per-request
 //!   throughput, limited by the viewer's downlink.
 //! - **Network** ([`net`]): per-viewer uplink and downlink (bytes/s) and access latency, drawn
-//!   from [`Dist`]s; a share of viewers gets a poor uplink. Data channel messages queue in
+//!   from [`Dist`]s; a share of viewers gets a poor uplink (exactly that share of the viewers
+//!   present, or each viewer on its own: [`PoorUplinkDraw`]). Data channel messages queue in
 //!   order per channel, channels take turns on the sender's uplink, and a message arrives after
 //!   the path latency; a 64 KiB chunk is one event.
 //! - **Tracker** ([`tracker`]): random candidates, or the asker's region first.
