@@ -199,10 +199,15 @@ impl Engine {
     /// seed_grace_ms` after its own sight it became, with 6 s segments, the only and too slow
     /// source of segments that every neighbour then fetched from the CDN at its deadline
     /// (simulator, 10 seeds: +0.001 to +0.006 of offload at N = 4 … 16, never less).
+    /// The wait is for a better seeder, so a peer that can pass one copy on and whose
+    /// neighbours announce nothing (they are silent, or there are none) does not wait: nobody
+    /// else can seed for them. In a pair of a 0.6 and a 4.3 Mbit/s uplink on a 2.5 Mbit/s
+    /// stream, both waited and both fetched 40 % of the segments (simulator, N = 2, 1,800 s).
     pub(crate) fn seed_turn(&self, id: SegmentId, seg: &Segment, since: Millis) -> Millis {
         let rank = u64::from(self.seed_rank(id));
         // Silent peers (no upload, or below one copy) and those below two copies alike.
-        let wait = if self.may_seed() { 0 } else { seg.info.duration_ms };
+        let alone = !self.uplink_below(1) && self.peers.seeders(id.rendition).next().is_none();
+        let wait = if self.may_seed() || alone { 0 } else { seg.info.duration_ms };
         since.saturating_add(wait).saturating_add(self.config.seed_grace_ms.saturating_mul(rank))
     }
 

@@ -154,6 +154,28 @@ fn a_peer_whose_uplink_cannot_carry_two_copies_seeds_last_and_a_segment_duration
 }
 
 #[test]
+fn a_peer_below_two_copies_seeds_at_once_when_its_neighbours_announce_nothing() {
+    // Our neighbour is connected but silent (its uplink is slower than the stream, or it does
+    // not upload): nobody better can seed, so one copy per segment duration is worth sending.
+    let order = seeding_order(&["ann", "bob"], 5);
+    let connected = |uplink| {
+        let mut e = Engine::new(base(), pid(order[1]));
+        e.handle_input(0, playlist(0..5));
+        e.handle_input(0, Input::PeerConnected { peer: pid(order[0]) });
+        e.handle_uplink(1_000, uplink, 0);
+        drain(&mut e);
+        e
+    };
+    let mut one_copy = connected(700_000);
+    assert_eq!(fetches(&feed(&mut one_copy, 2_000, playlist(1..6))), vec![(id(5), 0)]);
+
+    // Below one copy we cannot pass it on: still a segment duration later.
+    let mut silent = connected(300_000);
+    assert!(fetches(&feed(&mut silent, 2_000, playlist(1..6))).is_empty());
+    assert_eq!(silent.poll_timeout(), Some(2_000 + 2_000));
+}
+
+#[test]
 fn segments_published_before_we_arrived_are_not_seeded() {
     let mut e = Engine::new(base(), pid("ann"));
 
