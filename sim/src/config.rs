@@ -197,6 +197,16 @@ pub enum PoorUplinkDraw {
     Independent,
 }
 
+impl PoorUplinkDraw {
+    /// Its name in the CSV (`exact` or `independent`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Exact => "exact",
+            Self::Independent => "independent",
+        }
+    }
+}
+
 impl Default for SimConfig {
     fn default() -> Self {
         Self {

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use crate::clock::Micros;
-use crate::config::SimConfig;
+use crate::config::{PoorUplinkDraw, SimConfig};
 
 mod capacity;
 pub(crate) use capacity::Capacity;
@@ -26,6 +26,8 @@ pub struct Report {
     pub runs: u32,
     /// Share of viewers on poor uplinks.
     pub poor_uplink_share: f64,
+    /// How viewers were put on poor uplinks.
+    pub poor_uplink_draw: PoorUplinkDraw,
     /// Share of the swarm replaced per minute.
     pub churn_per_min: f64,
     /// Share of viewers whose player starts one segment behind the live edge.
@@ -157,6 +159,7 @@ impl Tally {
             seed: config.seed,
             runs: 1,
             poor_uplink_share: config.poor_uplink_share,
+            poor_uplink_draw: config.poor_uplink_draw,
             churn_per_min: config.churn_per_min,
             edge_share: config.edge_share,
             sessions: self.sessions,
@@ -216,6 +219,7 @@ fn same_setup(a: &Report, b: &Report) -> bool {
     (a.scheduler.as_str(), a.peers, a.segment_duration_ms, a.duration_s)
         == (b.scheduler.as_str(), b.peers, b.segment_duration_ms, b.duration_s)
         && a.poor_uplink_share == b.poor_uplink_share
+        && a.poor_uplink_draw == b.poor_uplink_draw
         && a.churn_per_min == b.churn_per_min
         && a.edge_share == b.edge_share
 }
@@ -325,7 +329,8 @@ cdn_requests_per_segment,cdn_seed_fetches,cdn_deadline_fetches,cdn_other_fetches
 dropped_messages,purged_messages,overflow_drops,events,duplicate_seeds,\
 fetches_startup_alone,fetches_startup,fetches_seed,fetches_deadline_busy,fetches_deadline_alone,fetches_retry,\
 fetches_churn,fetches_other,cdn_bytes_startup_alone,cdn_bytes_startup,cdn_bytes_seed,cdn_bytes_deadline_busy,\
-cdn_bytes_deadline_alone,cdn_bytes_retry,cdn_bytes_churn,cdn_bytes_other,cap_bound,playlist_polls,edge_share";
+cdn_bytes_deadline_alone,cdn_bytes_retry,cdn_bytes_churn,cdn_bytes_other,cap_bound,playlist_polls,edge_share,\
+poor_uplink_draw";
 
 /// CSV with a header line, one row per report (scheduler names are written as given and must
 /// not hold commas).
@@ -378,7 +383,8 @@ pub fn csv(reports: &[Report]) -> String {
         for n in r.cdn_fetches_by_reason.iter().chain(&r.cdn_bytes_by_reason) {
             let _ = write!(out, ",{n}");
         }
-        let _ = writeln!(out, ",{:.6},{},{}", r.cap_bound, r.playlist_polls, r.edge_share);
+        let draw = r.poor_uplink_draw.name();
+        let _ = writeln!(out, ",{:.6},{},{},{draw}", r.cap_bound, r.playlist_polls, r.edge_share);
     }
     out
 }
@@ -476,7 +482,8 @@ mod tests {
         assert!(lines.iter().all(|l| l.split(',').count() == columns), "{csv}");
         assert!(lines[1].starts_with("engine,4,2000,600,1,1,"));
         assert!(
-            lines[0].ends_with(",cap_bound,playlist_polls,edge_share") && lines[1].ends_with(",0.000000,0,0"),
+            lines[0].ends_with(",cap_bound,playlist_polls,edge_share,poor_uplink_draw")
+                && lines[1].ends_with(",0.000000,0,0,exact"),
             "{csv}"
         );
     }
