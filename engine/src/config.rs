@@ -81,7 +81,7 @@ impl Default for Config {
             uplink_bytes_per_s: 0,
             http_prior_bytes_per_s: 500_000,
             stream_prior_bytes_per_s: 500_000,
-            upload_budget_pct: 50,
+            upload_budget_pct: 65,
             prefetch_ahead_segments: 3,
             keep_behind_window: 3,
             max_stored_segments: 30,

@@ -4,7 +4,7 @@
 //! ```text
 //! cargo run --release -p swarmcast-sim --example engine_sweep -- \
 //!     [waits=0,500,1000] [extras=4] [early=0,1] [maxpeers=12] [peers=4,16,100,1000] [segments=2000,6000]
-//!     [margin=500] [edgefirst=1] [edgepct=0] [seeds=3] [threads=2]
+//!     [margin=500] [budget=50] [edgefirst=1] [edgepct=0] [seeds=3] [threads=2]
 //! ```
 //! `waits` are values of `Config::startup_peer_wait_ms`, `extras` of `Config::extra_incoming_peers`,
 //! `early` of `Config::early_reload` (0 off, 1 on), `maxpeers` of `Config::max_peers`, `margin`
@@ -39,6 +39,7 @@ fn main() {
     let seeds = list(&args, "seeds", "3")[0];
     let threads = list(&args, "threads", "2")[0].max(1);
     let margin = list(&args, "margin", &shipped.deadline_margin_ms.to_string())[0];
+    let budget = u32::try_from(list(&args, "budget", &shipped.upload_budget_pct.to_string())[0]).unwrap_or(u32::MAX);
     let edge_first = list(&args, "edgefirst", &u64::from(shipped.live_edge_first).to_string())[0] != 0;
     let edge_pct = list(&args, "edgepct", "0")[0];
     let mut jobs = Vec::new();
@@ -73,6 +74,7 @@ fn main() {
                     config.engine.early_reload = early != 0;
                     config.engine.max_peers = u32::try_from(max).unwrap_or(u32::MAX);
                     config.engine.deadline_margin_ms = margin;
+                    config.engine.upload_budget_pct = budget;
                     config.engine.live_edge_first = edge_first;
                     config.edge_share = edge_pct as f64 / 100.0;
                     let engine = engine_config(&config);
@@ -80,6 +82,9 @@ fn main() {
                         if max == u64::from(shipped.max_peers) { String::new() } else { format!("m{max}") };
                     if margin != shipped.deadline_margin_ms {
                         suffix.push_str(&format!("d{margin}"));
+                    }
+                    if budget != shipped.upload_budget_pct {
+                        suffix.push_str(&format!("b{budget}"));
                     }
                     if edge_first != shipped.live_edge_first {
                         suffix.push_str(&format!("f{}", u8::from(edge_first)));

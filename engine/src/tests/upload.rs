@@ -197,7 +197,7 @@ fn upload_gating_refuses_what_the_uplink_cannot_send_in_time() {
     let first = sent_to(&feed(&mut e, 200, request(1, 0)), &pid("a"));
     assert!(matches!(first[0], Message::Chunk { .. }), "an idle uplink serves: {first:?}");
 
-    // 0.8 s queued already: another copy would end after 1.6 s, past the budget (1 s).
+    // 0.8 s queued already: another copy would end after 1.6 s, past the budget (1.3 s).
     let b = message(
         &pid("b"),
         Message::Request { id: id(3), request_id: 2, offset: 0, end: None, deadline_ms: None }.encode(),
@@ -230,7 +230,7 @@ fn an_uplink_slower_than_the_stream_announces_nothing_and_serves_nobody() {
 
 #[test]
 fn upload_gating_counts_only_the_range_asked_for() {
-    // As above: 0.8 s of sending queued for "a", a budget of 1 s.
+    // As above: 0.8 s of sending queued for "a", a budget of 1.3 s.
     let mut e = holding(base(), 200_000);
     e.handle_input(150, Input::PeerConnected { peer: pid("b") });
     e.handle_input(150, message(&pid("b"), have(&[0], &[])));
