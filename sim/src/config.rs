@@ -198,6 +198,12 @@ pub enum PoorUplinkDraw {
 }
 
 impl PoorUplinkDraw {
+    /// The uplink class a new viewer gets from the population: `poor` when the share is exact
+    /// (a churn replacement's is the leaver's), `None` when each viewer draws its own.
+    pub(crate) fn class(self, poor: bool) -> Option<bool> {
+        (self == Self::Exact).then_some(poor)
+    }
+
     /// Its name in the CSV (`exact` or `independent`).
     pub fn name(self) -> &'static str {
         match self {

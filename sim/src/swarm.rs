@@ -10,7 +10,7 @@ use rand::{Rng, SeedableRng};
 
 use crate::cdn::{Cdn, mix};
 use crate::clock::{Micros, Queue, from_ms, to_ms};
-use crate::config::{PoorUplinkDraw, SimConfig};
+use crate::config::SimConfig;
 use crate::net::{Endpoint, Net, PairMap};
 use crate::player::{Player, PlayerConfig};
 use crate::report::{Report, Tally};
@@ -31,7 +31,7 @@ pub(crate) enum Event {
     /// The CDN publishes the next segment.
     Publish,
     /// A new viewer arrives; `poor` is its uplink class when the population fixes it
-    /// ([`PoorUplinkDraw::Exact`]), `None` to draw it.
+    /// ([`crate::PoorUplinkDraw::Exact`]), `None` to draw it.
     Arrive { poor: Option<bool> },
     /// A random viewer leaves and a new one arrives.
     Churn,
@@ -150,8 +150,7 @@ impl<'c, S: Scheduler, F: FnMut(PeerId) -> S> Swarm<'c, S, F> {
         let poor_count = (config.poor_uplink_share * f64::from(config.peers)).round() as u32;
         for i in 0..config.peers {
             let at = start + (swarm.population.random::<f64>() * ramp_us as f64) as Micros;
-            let poor = (config.poor_uplink_draw == PoorUplinkDraw::Exact).then_some(i < poor_count);
-            swarm.queue.push(at, Event::Arrive { poor });
+            swarm.queue.push(at, Event::Arrive { poor: config.poor_uplink_draw.class(i < poor_count) });
         }
         if config.churn_per_min > 0.0 {
             let at = start + ramp_us + swarm.churn_gap();
@@ -212,8 +211,7 @@ impl<'c, S: Scheduler, F: FnMut(PeerId) -> S> Swarm<'c, S, F> {
                 if !present.is_empty() {
                     let v = present[self.population.random_range(0..present.len())];
                     self.leave(v);
-                    let exact = self.config.poor_uplink_draw == PoorUplinkDraw::Exact;
-                    self.arrive(exact.then_some(self.viewers[v].poor));
+                    self.arrive(self.config.poor_uplink_draw.class(self.viewers[v].poor));
                 }
                 let at = now + self.churn_gap();
                 self.queue.push(at, Event::Churn);
