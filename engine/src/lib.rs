@@ -57,8 +57,9 @@
 //! **Seeding: about one CDN fetch per segment, by a peer that can pass it on.** A new segment of
 //! the played rendition (newer than our first playlist) is fetched ahead of the player. If a
 //! connected peer announced it (held, or being received), it is requested from that peer. If
-//! nobody did, a peer of seeding rank `r` fetches it from the CDN `r × seed_grace_ms` after it
-//! first saw it. The rank puts first a peer that plays at the live edge (it fetches each new
+//! nobody did, a peer of seeding rank `r` fetches it from the CDN `r` graces after it first saw
+//! it: `seed_grace_ms`, or in a full mesh, where the top-ranked peer polls the playlist for the
+//! segment, that poll's interval plus 300 ms when longer (`reload.rs`). The rank puts first a peer that plays at the live edge (it fetches each new
 //! segment on sight whatever the rank says), then orders the connected peers of the rendition
 //! by the copies of the stream their measured uplink carries, as each announced it (`Uplink`, 0
 //! until measured), then by a fixed hash of (peerId, segment), so neighbours agree on it, the best uplinks seed

@@ -26,6 +26,13 @@ use crate::{Engine, Millis, Output};
 /// long it no longer counts as a full mesh (the swarm may have grown meanwhile).
 pub(crate) const SWARM_COUNT_TTL_MS: Millis = 12_000;
 
+/// The shell's shortest playlist poll interval, in ms ([`Output::ReloadPlaylist`]).
+const MIN_POLL_INTERVAL_MS: Millis = 250;
+
+/// What a poll's answer and the announcement of the fetch that follows take beyond the poll
+/// interval, in ms: two CDN times to first byte and a path latency, with room.
+const POLL_SLACK_MS: Millis = 300;
+
 impl Engine {
     /// After a playlist of the played `rendition`: asks for [`Output::ReloadPlaylist`] of the
     /// segment after the newest when we are its designated seeder in a full mesh (once per segment).
@@ -65,6 +72,23 @@ impl Engine {
             self.reload_at = None;
             self.outputs.push_back(Output::ReloadPlaylist { rendition: id.rendition, msn: id.msn });
         }
+    }
+
+    /// The wait per seeding rank for a new segment of `duration_ms`, in ms: `seed_grace_ms`,
+    /// or, where the designated seeder polls the playlist ([`Engine::reload_early`]), the poll
+    /// interval ([`Output::ReloadPlaylist`]: an eighth of a target duration, at least 250 ms)
+    /// plus [`POLL_SLACK_MS`], whichever is longer. The designated seeder sees a segment up to
+    /// one poll interval and a CDN round trip after its publication, and its transfer is
+    /// announced one more round trip later; a neighbour whose player reloaded just after the
+    /// publication must not take its turn in between. With 6 s segments the interval is 750 ms:
+    /// with a 500 ms grace the second in line fetched the segment 2–12 ms before the designated
+    /// seeder did, segment after segment (simulator, N = 4, seed 3: 6 duplicate seeds).
+    pub(crate) fn seed_grace(&self, now: Millis, id: SegmentId, duration_ms: u64) -> Millis {
+        let grace = self.config.seed_grace_ms;
+        if !self.config.early_reload || !self.full_mesh(now, id.rendition) {
+            return grace;
+        }
+        grace.max((duration_ms / 8).max(MIN_POLL_INTERVAL_MS).saturating_add(POLL_SLACK_MS))
     }
 
     /// Whether to ask the tracker again only to refresh its count of the swarm: we were a full

@@ -189,7 +189,8 @@ impl Engine {
 
     /// When this peer's turn comes to fetch a new live segment from the CDN, if nobody has
     /// announced it by then: at once for the top-ranked peer, `seed_grace_ms` later per rank
-    /// for the others, so that the next in line takes over from a seeder that is missing.
+    /// for the others ([`Engine::seed_grace`]: longer in a full mesh, where the designated
+    /// seeder polls), so that the next in line takes over from a seeder that is missing.
     /// A peer that announces nothing (it does not upload, or its uplink is slower than the
     /// stream) cannot tell the others it fetches: it waits one more segment duration (every
     /// playlist reload of the others has seen the segment by then), so that it seeds only if
@@ -208,7 +209,8 @@ impl Engine {
         // Silent peers (no upload, or below one copy) and those below two copies alike.
         let alone = !self.uplink_below(1) && self.peers.seeders(id.rendition).next().is_none();
         let wait = if self.may_seed() || alone { 0 } else { seg.info.duration_ms };
-        since.saturating_add(wait).saturating_add(self.config.seed_grace_ms.saturating_mul(rank))
+        let grace = self.seed_grace(self.now, id, seg.info.duration_ms);
+        since.saturating_add(wait).saturating_add(grace.saturating_mul(rank))
     }
 
     /// Our seeding rank for `id` among the connected peers of its rendition, ordered by what

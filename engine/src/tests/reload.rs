@@ -147,3 +147,38 @@ fn a_full_mesh_keeps_the_trackers_count_fresh() {
     e.handle_timeout(half);
     assert!(!drain(&mut e).contains(&Output::RequestPeers));
 }
+
+/// The media playlist of rendition 0 with 6 s segments `msns`.
+fn playlist_6s(msns: Range<u64>) -> Input {
+    let segments = msns.map(|msn| SegmentInfo { start_ms: msn * 6_000, duration_ms: 6_000, ..info(msn) }).collect();
+    Input::Playlist { rendition: 0, segments }
+}
+
+/// When `e`, second in line for segment 6 of 6 s, fetches it from the CDN after seeing it at
+/// 30 s with nobody announcing it.
+fn second_in_lines_turn(mut e: Engine, swarm: u32) -> Millis {
+    feed(&mut e, 30_000, Input::SwarmSize { peers: swarm });
+    let out = feed(&mut e, 30_000, playlist_6s(1..7));
+    assert!(fetches(&out).is_empty(), "{out:?}");
+    for at in 30_001..=32_000 {
+        e.handle_timeout(at);
+        if fetches(&drain(&mut e)).contains(&(id(6), 0)) {
+            return at;
+        }
+    }
+    panic!("segment 6 never fetched");
+}
+
+#[test]
+fn in_a_full_mesh_the_second_in_line_waits_out_the_seeders_poll_interval() {
+    // The seeder polls every 6 s / 8 = 750 ms, so it may see segment 6 up to 750 ms and a
+    // CDN round trip after a neighbour whose player reloaded just then: that neighbour waits
+    // 750 + 300 ms, not the 500 ms grace, before fetching it itself.
+    let second = seeding_order(&NAMES, 6)[1];
+    assert_eq!(second_in_lines_turn(engine(second, &others(second)), 4), 31_050);
+    // In a partial mesh nobody polls: one grace per rank.
+    assert_eq!(second_in_lines_turn(engine(second, &others(second)), 10), 30_500);
+    // Without early reload, neither.
+    let off = Config { early_reload: false, ..base() };
+    assert_eq!(second_in_lines_turn(engine_with(off, second, &others(second)), 4), 30_500);
+}
