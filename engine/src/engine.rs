@@ -69,8 +69,8 @@ pub struct Engine {
     /// A [`Output::ReloadPlaylist`] put off until a time (ms).
     pub(crate) reload_at: Option<(SegmentId, Millis)>,
     next_request_id: u32,
-    /// The last `Have` broadcast, encoded, to send only changes.
-    last_have: Vec<u8>,
+    /// The last `Have` broadcast, and encoded, to send only changes.
+    last_have: (Message, Vec<u8>),
 }
 
 impl Engine {
@@ -101,7 +101,11 @@ impl Engine {
             announced: Seeder::default(),
             reload_at: None,
             next_request_id: 0,
-            last_have: Message::Have { segments: Vec::new(), fetching: Vec::new() }.encode(),
+            last_have: {
+                let nothing = Message::Have { segments: Vec::new(), fetching: Vec::new() };
+                let bytes = nothing.encode();
+                (nothing, bytes)
+            },
         }
     }
 
@@ -321,7 +325,7 @@ impl Engine {
             return;
         }
         // What everyone else was told last; a change since goes to all, this peer included.
-        self.outputs.push_back(Output::SendToPeer { peer: peer.clone(), bytes: self.last_have.clone() });
+        self.outputs.push_back(Output::SendToPeer { peer: peer.clone(), bytes: self.last_have.1.clone() });
         self.send(&peer, &self.announced.message());
     }
 
@@ -462,14 +466,16 @@ impl Engine {
     /// Sends our `Have` to every connected peer if it changed since the last broadcast. Called
     /// once per input, so the changes one input causes go out as one message.
     fn broadcast_have(&mut self) {
-        let bytes = self.have().encode();
-        if bytes == self.last_have {
+        // Compared before encoding: most inputs change nothing we announce.
+        let have = self.have();
+        if have == self.last_have.0 {
             return;
         }
+        let bytes = have.encode();
         for peer in self.peers.connected() {
             self.outputs.push_back(Output::SendToPeer { peer: peer.clone(), bytes: bytes.clone() });
         }
-        self.last_have = bytes;
+        self.last_have = (have, bytes);
     }
 
     /// Tells every connected peer how many copies of the stream our uplink carries and whether

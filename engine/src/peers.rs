@@ -93,6 +93,11 @@ impl Peers {
         self.peers.iter().filter(|(_, p)| p.connected()).map(|(id, _)| id)
     }
 
+    /// Peers we know of: connected, or being dialled.
+    pub(crate) fn known(&self) -> usize {
+        self.peers.len()
+    }
+
     /// Whether a dial is under way (a peer that may soon serve us).
     pub(crate) fn dialling(&self) -> bool {
         self.peers.values().any(|p| !p.connected())

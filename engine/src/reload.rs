@@ -132,6 +132,12 @@ impl Engine {
     /// connected to us.
     fn meshed_by_count(&self) -> Option<Millis> {
         let (swarm, at) = self.swarm_peers?;
+        // Asked after every input: in a large swarm, fewer peers than the swarm are even known,
+        // and the count of the connected ones is not needed.
+        let known = u32::try_from(self.peers.known()).unwrap_or(u32::MAX);
+        if known.saturating_add(1) < swarm {
+            return None;
+        }
         let connected = u32::try_from(self.peers.connected().count()).unwrap_or(u32::MAX);
         (connected.saturating_add(1) >= swarm).then_some(at)
     }

@@ -207,8 +207,8 @@ impl Engine {
     pub(crate) fn seed_turn(&self, id: SegmentId, seg: &Segment, since: Millis) -> Millis {
         let rank = u64::from(self.seed_rank(id));
         // Silent peers (no upload, or below one copy) and those below two copies alike.
-        let alone = !self.uplink_below(1) && self.peers.seeders(id.rendition).next().is_none();
-        let wait = if self.may_seed() || alone { 0 } else { seg.info.duration_ms };
+        let alone = || !self.uplink_below(1) && self.peers.seeders(id.rendition).next().is_none();
+        let wait = if self.may_seed() || alone() { 0 } else { seg.info.duration_ms };
         let grace = self.seed_grace(self.now, id, seg.info.duration_ms);
         since.saturating_add(wait).saturating_add(grace.saturating_mul(rank))
     }
