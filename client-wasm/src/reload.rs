@@ -1,6 +1,6 @@
 //! Early playlist reload (`engine::Output::ReloadPlaylist`): the engine's designated seeder of
 //! the next segment loads the media playlist (an eighth of a target duration after each answer,
-//! at least [`MIN_POLL_INTERVAL_MS`]) until it lists that
+//! at least 250 ms: [`engine::playlist_poll_interval_ms`]) until it lists that
 //! segment, so that it fetches the segment from the CDN when the origin publishes it rather than
 //! at the player's next reload, 0 to 1 target duration later (see the engine's `reload` module).
 //!
@@ -20,10 +20,6 @@ use crate::http::{self, HttpError};
 use crate::js;
 use crate::vec_map::VecMap;
 use crate::wire::{self, MAX_PLAYLIST_SEGMENTS};
-
-/// The playlist is asked for again an eighth of a target duration after each answer, and at
-/// least this long after, in ms (as the engine's `Output::ReloadPlaylist` describes).
-pub(crate) const MIN_POLL_INTERVAL_MS: u32 = 250;
 
 /// Polling stops this long after one target duration from the ask, in ms (the target duration
 /// is taken as the duration of the rendition's newest known segment).
@@ -170,8 +166,8 @@ pub(crate) fn start(shell: &ShellRef, rendition: u32, msn: u64) {
             return;
         }
         let until_ms = js::now_ms().saturating_add(newest.duration_ms).saturating_add(GRACE_MS);
-        let eighth = u32::try_from(newest.duration_ms / 8).unwrap_or(u32::MAX);
-        let target = Target { msn, until_ms, interval_ms: eighth.max(MIN_POLL_INTERVAL_MS) };
+        let interval_ms = u32::try_from(engine::playlist_poll_interval_ms(newest.duration_ms)).unwrap_or(u32::MAX);
+        let target = Target { msn, until_ms, interval_ms };
         if let Some(running) = s.reloads.polls.get_mut(&rendition) {
             if msn > running.msn {
                 *running = target;

@@ -69,8 +69,8 @@ pub struct Engine {
     /// A [`Output::ReloadPlaylist`] put off until a time (ms).
     pub(crate) reload_at: Option<(SegmentId, Millis)>,
     next_request_id: u32,
-    /// The last `Have` broadcast, and encoded, to send only changes.
-    last_have: (Message, Vec<u8>),
+    /// The last `Have` broadcast, to send only changes.
+    last_have: Message,
 }
 
 impl Engine {
@@ -101,11 +101,7 @@ impl Engine {
             announced: Seeder::default(),
             reload_at: None,
             next_request_id: 0,
-            last_have: {
-                let nothing = Message::Have { segments: Vec::new(), fetching: Vec::new() };
-                let bytes = nothing.encode();
-                (nothing, bytes)
-            },
+            last_have: Message::Have { segments: Vec::new(), fetching: Vec::new() },
         }
     }
 
@@ -325,7 +321,7 @@ impl Engine {
             return;
         }
         // What everyone else was told last; a change since goes to all, this peer included.
-        self.outputs.push_back(Output::SendToPeer { peer: peer.clone(), bytes: self.last_have.1.clone() });
+        self.outputs.push_back(Output::SendToPeer { peer: peer.clone(), bytes: self.last_have.encode() });
         self.send(&peer, &self.announced.message());
     }
 
@@ -468,14 +464,14 @@ impl Engine {
     fn broadcast_have(&mut self) {
         // Compared before encoding: most inputs change nothing we announce.
         let have = self.have();
-        if have == self.last_have.0 {
+        if have == self.last_have {
             return;
         }
         let bytes = have.encode();
         for peer in self.peers.connected() {
             self.outputs.push_back(Output::SendToPeer { peer: peer.clone(), bytes: bytes.clone() });
         }
-        self.last_have = (have, bytes);
+        self.last_have = have;
     }
 
     /// Tells every connected peer how many copies of the stream our uplink carries and whether

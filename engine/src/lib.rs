@@ -138,3 +138,4 @@ mod upload;
 pub use config::Config;
 pub use engine::Engine;
 pub use io::{CdnReason, Input, Millis, Output, SegmentInfo, Source, Stats};
+pub use reload::playlist_poll_interval_ms;

@@ -26,8 +26,17 @@ use crate::{Engine, Millis, Output};
 /// long it no longer counts as a full mesh (the swarm may have grown meanwhile).
 pub(crate) const SWARM_COUNT_TTL_MS: Millis = 12_000;
 
-/// The shell's shortest playlist poll interval, in ms ([`Output::ReloadPlaylist`]).
+/// The shortest time between a playlist poll's answer and the next poll, in ms.
 const MIN_POLL_INTERVAL_MS: Millis = 250;
+
+/// How long a shell carrying out [`Output::ReloadPlaylist`] waits after each answer before it
+/// loads the playlist again, in ms: an eighth of the target duration `target_duration_ms` (ms),
+/// at least 250 ms. The engine counts on this cadence when it orders the seeding turns
+/// ([`Engine::seed_grace`]), so every shell polls at it.
+#[must_use]
+pub fn playlist_poll_interval_ms(target_duration_ms: u64) -> Millis {
+    (target_duration_ms / 8).max(MIN_POLL_INTERVAL_MS)
+}
 
 /// What a poll's answer and the announcement of the fetch that follows take beyond the poll
 /// interval, in ms: two CDN times to first byte and a path latency, with room.
@@ -88,7 +97,7 @@ impl Engine {
         if !self.config.early_reload || !self.full_mesh(now, id.rendition) {
             return grace;
         }
-        grace.max((duration_ms / 8).max(MIN_POLL_INTERVAL_MS).saturating_add(POLL_SLACK_MS))
+        grace.max(playlist_poll_interval_ms(duration_ms).saturating_add(POLL_SLACK_MS))
     }
 
     /// Whether to ask the tracker again only to refresh its count of the swarm: we were a full

@@ -19,9 +19,6 @@ use crate::tracker::Tracker;
 
 /// Slowest link rate drawn, in bytes/s (a distribution's tail must not stop a link dead).
 const MIN_RATE_BYTES_PER_S: f64 = 1_000.0;
-/// A shell polling the playlist for a segment (`Output::ReloadPlaylist`) asks again this long
-/// after each answer, at least, in µs (as the browser agent does); see [`Swarm::poll_interval`].
-pub(crate) const MIN_POLL_INTERVAL_US: Micros = 250_000;
 /// A viewer present for less than this at the end of the run is not blamed for not starting, in µs.
 const STARTUP_GRACE_US: Micros = 10_000_000;
 
@@ -380,10 +377,10 @@ impl<'c, S: Scheduler, F: FnMut(PeerId) -> S> Swarm<'c, S, F> {
         }
     }
 
-    /// Time between a playlist poll's answer and the next poll, in µs: an eighth of the target
-    /// duration, at least [`MIN_POLL_INTERVAL_US`] (`engine::Output::ReloadPlaylist`).
+    /// Time between a playlist poll's answer and the next poll, in µs, as every shell polls
+    /// ([`engine::playlist_poll_interval_ms`]).
     fn poll_interval(&self) -> Micros {
-        (from_ms(self.config.segment_duration_ms) / 8).max(MIN_POLL_INTERVAL_US)
+        from_ms(engine::playlist_poll_interval_ms(self.config.segment_duration_ms))
     }
 
     /// Tells viewer `v`'s scheduler where playback is.
