@@ -31,8 +31,22 @@ const viewer = {
   ready: null,
   /** The hls.js instance, for tests (e.g. `hls.currentLevel = 0` switches renditions). */
   hls: null,
-  /** Live latency (hls.js `latency`: live edge − playhead), sampled while playing, in s. */
-  latency: { last: null, mean: null, max: null, samples: 0 },
+  /**
+   * Live latency as hls.js estimates it (`hls.latency`: its estimate of the live edge − the
+   * playhead), sampled twice a second while playing, in s. The estimate is the newest segment's
+   * end + the time since hls.js last saw the playlist advance, so it moves in steps of up to half
+   * a target duration when hls.js's reload falls on the other side of a publication, while the
+   * playhead does not move: a player-side figure, kept to compare with other players.
+   */
+  latency: { first: null, last: null, mean: null, max: null, samples: 0 },
+  /**
+   * End-to-end latency: wall clock − the EXT-X-PROGRAM-DATE-TIME of the frame at the playhead
+   * (`hls.playingDate`, RFC 8216 §4.3.2.6), sampled with `latency`, in s; null without
+   * program date-times. With hls.js's start rule (3 target durations behind the newest segment
+   * of the first playlist it loads) it is 3 target durations + that playlist's age (0 to 1
+   * target duration) + the encoder's and the startup's delay, and it only grows with a stall.
+   */
+  e2eLatency: { first: null, last: null, mean: null, max: null, samples: 0 },
   /**
    * How far ahead of the playhead each main fragment was when hls.js had appended it, in s
    * (fragment start − currentTime at FRAG_BUFFERED), while playing: the room left before a stall.
@@ -40,6 +54,8 @@ const viewer = {
   appendSlack: { min: null, samples: 0 },
   /** `waiting` events after the first frame (playback stalls). */
   stalls: 0,
+  /** hls.js's non-fatal errors (e.g. `bufferStalledError`), the first 50: { details, atMs }. */
+  warnings: [],
 };
 window.swarmcastViewer = viewer;
 
@@ -80,7 +96,10 @@ async function main() {
   });
 
   hls.on(Hls.Events.ERROR, (_event, data) => {
-    if (!data.fatal) return;
+    if (!data.fatal) {
+      if (viewer.warnings.length < 50) viewer.warnings.push({ details: data.details, atMs: Math.round(performance.now()) });
+      return;
+    }
     viewer.errors.push({ type: data.type, details: data.details, reason: String(data.reason ?? data.error ?? '') });
     showError(`Playback error: ${data.details}`);
     if (data.type === Hls.ErrorTypes.MEDIA_ERROR) hls.recoverMediaError();
@@ -123,18 +142,22 @@ function watchFirstFrame(video) {
   video.addEventListener('playing', mark, { once: true });
 }
 
-// Samples hls.js's live latency twice a second while the video plays, and counts stalls.
+// Samples the live latency (hls.js's estimate and end to end) twice a second while the video
+// plays, and counts stalls.
 function watchLatency(hls, video) {
-  const lat = viewer.latency;
-  let sum = 0;
-  setInterval(() => {
-    const l = hls.latency;
-    if (video.paused || viewer.firstFrameMs === null || !Number.isFinite(l) || l <= 0) return;
+  const add = (lat, l) => {
     lat.samples += 1;
-    sum += l;
+    lat.first ??= l;
     lat.last = l;
-    lat.mean = sum / lat.samples;
-    lat.max = Math.max(lat.max ?? 0, l);
+    lat.mean = ((lat.mean ?? 0) * (lat.samples - 1) + l) / lat.samples;
+    lat.max = Math.max(lat.max ?? l, l);
+  };
+  setInterval(() => {
+    if (video.paused || viewer.firstFrameMs === null) return;
+    const l = hls.latency;
+    if (Number.isFinite(l) && l > 0) add(viewer.latency, l);
+    const shown = hls.playingDate;
+    if (shown) add(viewer.e2eLatency, (Date.now() - shown.getTime()) / 1000);
   }, 500);
   video.addEventListener('waiting', () => {
     if (viewer.firstFrameMs !== null) viewer.stalls += 1;
