@@ -1,21 +1,22 @@
 // Swarms of 4 and 6 viewers of one live stream (2 s segments) in real headless Chromium, with the
 // default configuration: over the steady state (every viewer joined and playing), the swarm takes
-// at least 0.97 of the offload bound 1 − 1/N from peers, with no stall, and no viewer falls behind
-// the live edge.
+// at least 0.97 of the offload bound 1 − 1/N from peers, at a live latency of at most three target
+// durations + 1 s, with no stall.
 //
-// Latency: the agent must neither hold back the start nor let a viewer fall behind later.
-// - At the first sample after the first frame, hls.js's own estimate (`hls.latency`: the newest
-//   segment's end + the time since hls.js last saw the playlist advance − the playhead) is at most
-//   3 target durations (its start rule, `liveSyncDurationCount` 3) + 1 s.
-// - End to end (wall clock − the program date-time of the frame on screen), no viewer falls more
-//   than 0.5 s further behind over the measured window, and none is more than 5 target durations
-//   behind: 3 from the start rule, up to 1 for the age of the first playlist hls.js loads (its
-//   start rule counts from that playlist's newest segment), and 1 for the encoder, the origin and
-//   the startup.
-// hls.js's estimate is not asserted after the start, only reported (it is the figure other players
-// are compared on): it moves in steps of half a target duration or more when its playlist reload
-// falls on the other side of a publication, while the playhead stays where it was (seen at 5.2,
-// 7.2 and 8.1 s for viewers whose end-to-end latency did not move by 2 ms).
+// Live latency is asserted at most 3 target durations + 1 s for every viewer, on a reading that
+// hls.js's playlist reloads cannot move:
+// - hls.js's own estimate, `hls.latency` (the newest segment's end + the time since hls.js last
+//   saw the playlist advance − the playhead), at the first sample after the first frame: where
+//   its start rule (`liveSyncDurationCount` 3) put the viewer, plus the startup;
+// - plus whatever the viewer lost since, end to end (wall clock − the program date-time of the
+//   frame on screen, `hls.playingDate`): stalls and slow appends show up there, reloads do not.
+// The estimate itself is reported, not asserted after the start (it is the figure other players
+// are compared on): it moves in steps of half a target duration or more when a reload falls on
+// the other side of a publication while the playhead stays where it was (seen at 5.2, 7.2 and
+// 8.1 s for viewers whose end-to-end latency did not move by 2 ms). End to end, a viewer sits 3
+// target durations behind the newest segment of the first playlist hls.js loaded, which was 0 to
+// 1 target duration old, + the encoder's, the origin's and the startup's delay: that is asserted
+// within 5 target durations.
 //
 // E2E_SWARM_SIZES (default "4,6"), E2E_PLAY_MS (steady-state play time, default 60 000) and
 // E2E_LEVEL (rendition, default 2) tune it. Results go to target/e2e/swarm-report.json.
@@ -32,12 +33,10 @@ const JOIN_GAP_MS = 2_000;
 /** After the last viewer's first frame, this long passes before the measured window starts. */
 const WARMUP_MS = 10_000;
 const TARGET_DURATION_S = 2;
-/** Largest hls.js latency estimate at the first sample after the first frame, in s. */
-const MAX_START_LATENCY_S = 3 * TARGET_DURATION_S + 1;
-/** Largest end-to-end latency, in s (see the header). */
+/** Largest live latency (see the header), in s. */
+const MAX_LATENCY_S = 3 * TARGET_DURATION_S + 1;
+/** Largest end-to-end latency (see the header), in s. */
 const MAX_E2E_LATENCY_S = 5 * TARGET_DURATION_S;
-/** Largest growth of the end-to-end latency over the measured window, in s. */
-const MAX_E2E_DRIFT_S = 0.5;
 const report = [];
 
 /** Live latency, stall count and counters of one viewer page. */
@@ -89,7 +88,8 @@ for (const n of SIZES) {
     const bound = 1 - 1 / n;
     const latencies = after.map((x) => x.latency.mean);
     const e2e = after.map((x) => x.e2eLatency);
-    const drifts = after.map((x, i) => x.e2eLatency.last - before[i].e2eLatency.last);
+    // hls.js's estimate at the start + the end-to-end latency gained since (see the header).
+    const liveLatencies = after.map((x) => x.latency.first + x.e2eLatency.last - x.e2eLatency.first);
     const result = {
       viewers: n,
       offload,
@@ -101,7 +101,7 @@ for (const n of SIZES) {
       maxLatencyS: Math.max(...after.map((x) => x.latency.max)),
       meanE2eLatencyS: e2e.reduce((a, x) => a + x.mean, 0) / n,
       maxE2eLatencyS: Math.max(...e2e.map((x) => x.max)),
-      maxE2eDriftS: Math.max(...drifts),
+      maxLiveLatencyS: Math.max(...liveLatencies),
       stalls: after.reduce((a, x) => a + x.stalls, 0),
       maxStallMs: Math.max(...final.map((r) => r.monitor.maxStallMs)),
       // The closest any viewer came to a stall: media left ahead of the playhead when hls.js had
@@ -123,7 +123,7 @@ for (const n of SIZES) {
         firstLatencyS: x.latency.first,
         e2eLatencyS: x.e2eLatency.mean,
         firstE2eLatencyS: x.e2eLatency.first,
-        e2eDriftS: drifts[i],
+        liveLatencyS: liveLatencies[i],
         warnings: x.warnings.map((w) => w.details),
         firstFrameMs: Math.round(final[i].firstFrameMs),
         stalls: x.stalls,
@@ -138,11 +138,9 @@ for (const n of SIZES) {
     final.forEach((r, i) => assert.deepEqual(r.errors, [], `viewer ${i + 1} hls.js errors`));
     assert.equal(result.stalls, 0, `stalls: ${JSON.stringify(after.map((x) => x.stalls))}`);
     for (const [i, l] of e2e.entries()) {
-      const start = after[i].latency.first;
-      assert.ok(start !== null && start <= MAX_START_LATENCY_S, `viewer ${i + 1} started ${start} s behind the live edge`);
       assert.ok(l.samples > 0, `viewer ${i + 1}: no program date-time at the playhead`);
+      assert.ok(liveLatencies[i] <= MAX_LATENCY_S, `viewer ${i + 1} live latency ${liveLatencies[i]} s (hls.js's ${after[i].latency.first} s at the start)`);
       assert.ok(l.max <= MAX_E2E_LATENCY_S, `viewer ${i + 1} end-to-end latency up to ${l.max} s`);
-      assert.ok(drifts[i] <= MAX_E2E_DRIFT_S, `viewer ${i + 1} fell ${drifts[i]} s behind the live edge`);
     }
     assert.ok(offload >= 0.97 * bound, `offload ${offload.toFixed(3)} < 0.97 × ${bound.toFixed(3)}`);
     // Every viewer is every other's neighbour here, so the next segment's seeder polls for it.
