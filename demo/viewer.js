@@ -1,7 +1,9 @@
 // The Swarmcast demo viewer: hls.js + the Swarmcast agent, with live delivery stats.
 //
 // Reads ./config.json ({ customer, content, distributor_url, master_url }); query parameters
-// override it: ?p2p=0 (CDN only), ?level=N (pin a rendition), ?distributor=URL, ?debug.
+// override it: ?p2p=0 (CDN only), ?level=N (pin a rendition), ?distributor=URL, ?debug (the
+// agent's log), ?hlsdebug (hls.js's log). On a stream younger than three target durations the
+// start waits until the live window is that long (`holdYoungStart`).
 // Exposes window.swarmcastViewer for automated tests.
 
 import Hls from '/vendor/hls.mjs';
@@ -9,6 +11,8 @@ import { attachSwarmcast } from '/agent/index.js';
 
 const MAX_RECORDED_SEGMENTS = 10_000;
 const UI_INTERVAL_MS = 500;
+/** hls.js's `liveSyncDurationCount`: the start is this many target durations behind the edge. */
+const LIVE_SYNC_SEGMENTS = 3;
 
 let handle = null;
 
@@ -54,6 +58,10 @@ const viewer = {
   appendSlack: { min: null, samples: 0 },
   /** `waiting` events after the first frame (playback stalls). */
   stalls: 0,
+  /** Length of the live window of the first media playlist hls.js loaded, in s. */
+  firstWindowS: null,
+  /** How long the start was held for a young stream (`holdYoungStart`), in ms. */
+  startHeldMs: 0,
   /** hls.js's non-fatal errors (e.g. `bufferStalledError`), the first 50: { details, atMs }. */
   warnings: [],
 };
@@ -74,7 +82,8 @@ async function main() {
   if (!Hls.isSupported()) throw new Error('this browser has no Media Source Extensions');
 
   const hls = new Hls({
-    liveSyncDurationCount: 3,
+    liveSyncDurationCount: LIVE_SYNC_SEGMENTS,
+    debug: params.has('hlsdebug'),
     lowLatencyMode: false,
     startLevel: level >= 0 ? level : -1,
     // A pinned rendition stays pinned through load errors (hls.js would hand it to ABR), e.g.
@@ -109,6 +118,7 @@ async function main() {
       if (level < hls.levels.length) hls.currentLevel = level;
     });
   }
+  holdYoungStart(hls, video);
   watchFirstFrame(video);
   watchLatency(hls, video);
   watchAppendSlack(hls, video);
@@ -132,6 +142,43 @@ function recordSegment({ rendition, msn, url, data, source }) {
   sha256Hex(copy).then((sha256) => {
     viewer.segments.push({ rendition, msn, url, bytes: copy.byteLength, sha256, source });
   });
+}
+
+// RFC 8216 §6.3.3: a client SHOULD NOT start with a segment that starts less than three target
+// durations from the end of the playlist. hls.js starts `liveSyncDurationCount` target durations
+// behind the newest segment, but on a stream younger than that it starts at the first segment,
+// as little as one segment from the live edge, where one segment published or found late stalls
+// playback whatever delivers it. So while the live window is shorter (by more than half a target
+// duration, the slack of encoders' segment lengths), the video stays paused on its first frame
+// while hls.js loads; on the first long enough window it plays from hls.js's live sync position.
+// An established stream starts as before.
+function holdYoungStart(hls, video) {
+  let heldSince = null;
+  // Whatever starts playback while held (the autoplay attribute once the source is set, an
+  // earlier play()), it pauses again.
+  const keepPaused = () => video.pause();
+  const onLevelLoaded = (_event, { details }) => {
+    viewer.firstWindowS ??= details.totalduration;
+    const needS = (LIVE_SYNC_SEGMENTS - 0.5) * details.targetduration;
+    if (details.live && details.totalduration < needS) {
+      if (heldSince === null) {
+        heldSince = performance.now();
+        video.autoplay = false;
+        video.addEventListener('play', keepPaused);
+        video.pause();
+      }
+      return;
+    }
+    hls.off(Hls.Events.LEVEL_LOADED, onLevelLoaded);
+    if (heldSince === null) return;
+    viewer.startHeldMs = Math.round(performance.now() - heldSince);
+    video.removeEventListener('play', keepPaused);
+    // hls.js's start rule on this window; a seek of less than a second is not worth a rebuffer.
+    const sync = hls.liveSyncPosition;
+    if (sync !== null && sync > video.currentTime + 1) video.currentTime = sync;
+    video.play().catch(() => {});
+  };
+  hls.on(Hls.Events.LEVEL_LOADED, onLevelLoaded);
 }
 
 function watchFirstFrame(video) {
