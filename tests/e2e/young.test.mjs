@@ -10,10 +10,11 @@ const TARGET_DURATION_S = 2;
 const PLAY_MS = 20_000;
 
 test('a viewer of a stream that just started begins three target durations behind the live edge', { timeout: 120_000 }, async (t) => {
-  const demo = await startDemo();
-  t.after(demo.stop);
+  // Chromium first: the viewer must reach the demo while its window is still young.
   const browser = await launchBrowser();
   t.after(() => browser.close());
+  const demo = await startDemo();
+  t.after(demo.stop);
   const viewer = await openViewer(browser, `${demo.url}?level=2`);
 
   const deadline = Date.now() + 60_000;
