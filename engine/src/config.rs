@@ -33,7 +33,7 @@ pub struct Config {
     /// Wait per seeding rank before a peer that is not the designated seeder of a new segment
     /// fetches it from the CDN itself when no peer announced it, in ms. In a full mesh with
     /// `early_reload` the wait is at least the designated seeder's playlist poll interval
-    /// (an eighth of a target duration, at least 250 ms) + 300 ms.
+    /// ([`crate::playlist_poll_interval_ms`]) + 300 ms.
     pub seed_grace_ms: u64,
     /// Our uplink, in bytes/s, when known in advance (0: unknown until the shell measures it).
     pub uplink_bytes_per_s: u64,

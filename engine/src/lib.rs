@@ -59,8 +59,9 @@
 //! connected peer announced it (held, or being received), it is requested from that peer. If
 //! nobody did, a peer of seeding rank `r` fetches it from the CDN `r` graces after it first saw
 //! it: `seed_grace_ms`, or in a full mesh, where the top-ranked peer polls the playlist for the
-//! segment, that poll's interval plus 300 ms when longer (`reload.rs`). The rank puts first a peer that plays at the live edge (it fetches each new
-//! segment on sight whatever the rank says), then orders the connected peers of the rendition
+//! segment, that poll's interval plus 300 ms when longer (`reload.rs`). The rank puts first a
+//! peer that plays at the live edge (it fetches each new segment on sight whatever the rank
+//! says), then orders the connected peers of the rendition
 //! by the copies of the stream their measured uplink carries, as each announced it (`Uplink`, 0
 //! until measured), then by a fixed hash of (peerId, segment), so neighbours agree on it, the best uplinks seed
 //! and the load spreads over segments; peers whose measured uplink cannot carry two copies per

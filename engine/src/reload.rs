@@ -32,7 +32,7 @@ const MIN_POLL_INTERVAL_MS: Millis = 250;
 /// How long a shell carrying out [`Output::ReloadPlaylist`] waits after each answer before it
 /// loads the playlist again, in ms: an eighth of the target duration `target_duration_ms` (ms),
 /// at least 250 ms. The engine counts on this cadence when it orders the seeding turns
-/// ([`Engine::seed_grace`]), so every shell polls at it.
+/// (the wait per seeding rank in a full mesh), so every shell polls at it.
 #[must_use]
 pub fn playlist_poll_interval_ms(target_duration_ms: u64) -> Millis {
     (target_duration_ms / 8).max(MIN_POLL_INTERVAL_MS)
@@ -85,8 +85,7 @@ impl Engine {
 
     /// The wait per seeding rank for a new segment of `duration_ms`, in ms: `seed_grace_ms`,
     /// or, where the designated seeder polls the playlist ([`Engine::reload_early`]), the poll
-    /// interval ([`Output::ReloadPlaylist`]: an eighth of a target duration, at least 250 ms)
-    /// plus [`POLL_SLACK_MS`], whichever is longer. The designated seeder sees a segment up to
+    /// interval ([`playlist_poll_interval_ms`]) plus [`POLL_SLACK_MS`], whichever is longer. The designated seeder sees a segment up to
     /// one poll interval and a CDN round trip after its publication, and its transfer is
     /// announced one more round trip later; a neighbour whose player reloaded just after the
     /// publication must not take its turn in between. With 6 s segments the interval is 750 ms:
